@@ -1,0 +1,34 @@
+"""yolo-optim: tuning, pruning, FP16/INT8 export and mAP-versus-latency benchmarks for Ultralytics YOLO.
+
+The public API is imported lazily so `import yolo_optim` stays cheap and works without optional backends.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "OptimError": "yolo_optim.errors",
+    "make_config": "yolo_optim.config",
+    "make_demo_dataset": "yolo_optim.data.demo",
+    "DemoDataset": "yolo_optim.data.demo",
+    "demo_baseline": "yolo_optim.data.baseline",
+    "check_dataset": "yolo_optim.data.check",
+    "load_yolo": "yolo_optim.models",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'yolo_optim' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

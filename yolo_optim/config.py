@@ -1,0 +1,248 @@
+"""One frozen dataclass per mode, filled from cfg/default.yaml, then a cfg= file, then key=value overrides.
+
+Defaults live only in the YAML; the dataclasses carry types and allowed ranges, and validate themselves in
+`__post_init__`, so a bad value fails at the edge with a message that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import OptimError
+from .paths import cfg_dir
+
+
+def key(*, ge: float | None = None, gt: float | None = None, lt: float | None = None,
+        choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its allowed range; the default value comes from cfg/default.yaml."""
+    return field(metadata={"ge": ge, "gt": gt, "lt": lt, "choices": choices})
+
+
+@dataclass(frozen=True)
+class _Validated:
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            _check_range(f.name, value, f.metadata)
+            object.__setattr__(self, f.name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CommonConfig(_Validated):
+    model: str | None  # weights or model YAML; None = demo baseline
+    data: str | None  # dataset YAML; None = demo dataset
+    imgsz: int = key(gt=0)  # image size, multiple of 32
+    batch: int = key(gt=0)  # batch size
+    device: str  # torch device
+    workers: int = key(ge=0)  # dataloader workers
+    seed: int  # random seed
+    project: str | None  # output root
+    name: str  # run name
+    exist_ok: bool  # reuse an existing run folder
+    verbose: bool  # more logging, tracebacks
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.imgsz % 32:
+            raise OptimError(f"imgsz={self.imgsz} is not a multiple of 32 (the YOLO stride); use e.g. "
+                             f"imgsz={max(32, round(self.imgsz / 32) * 32)}")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Validated):
+    out: str  # dataset folder
+    train: int = key(gt=0)  # training images
+    val: int = key(gt=0)  # validation images
+    classes: int = key(ge=1, lt=9)  # object classes (1-8)
+    size: int = key(ge=32)  # image side in pixels
+    seed: int  # random seed
+    exist_ok: bool  # replace an existing folder
+    verbose: bool  # tracebacks
+
+
+@dataclass(frozen=True)
+class BaselineConfig(CommonConfig):
+    arch: str  # model YAML
+    epochs: int = key(gt=0)  # training epochs
+    data_train: int = key(gt=0)  # demo training images
+    data_val: int = key(gt=0)  # demo validation images
+    data_classes: int = key(ge=1, lt=9)  # demo classes
+    data_size: int = key(ge=32)  # demo image size
+    amp: bool  # mixed precision on CUDA
+
+
+@dataclass(frozen=True)
+class ExportConfig(CommonConfig):
+    target: str  # <backend>-<device>
+    precision: str = key(choices=("fp32", "bf16", "fp16", "int8w", "int8"))  # numeric precision
+    calib_images: int = key(gt=0)  # calibration images
+    max_drop: float = key(ge=0)  # accepted mAP50-95 loss
+    guard: str = key(choices=("warn", "strict", "off"))  # accuracy guard
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig(CommonConfig):
+    targets: str  # comma list of targets or 'all'
+    warmup: int = key(ge=0)  # warm-up runs
+    runs: int = key(gt=0)  # timed runs
+    seconds: float = key(gt=0)  # time limit per variant
+    threads: int = key(ge=0)  # inference threads
+    throughput_batch: int = key(ge=0)  # throughput batch size
+    accuracy: bool  # validate for mAP
+
+
+@dataclass(frozen=True)
+class PruneConfig(CommonConfig):
+    method: str = key(choices=("l1", "l2", "bn", "taylor", "random"))  # importance criterion
+    ratio: float = key(gt=0, lt=1)  # channels removed
+    epochs: int = key(ge=0)  # fine-tuning epochs
+    round_to: int = key(ge=1)  # channel multiple
+    resume: bool  # continue a killed run
+
+
+@dataclass(frozen=True)
+class TuneConfig(CommonConfig):
+    space: str  # search-space YAML
+    search: str = key(choices=("grid", "random", "bayes", "evolve"))  # searcher
+    scheduler: str = key(choices=("asha", "hyperband", "none"))  # early stopping
+    trials: int = key(ge=1)  # trials
+    epochs: int = key(ge=1)  # epochs per trial
+    concurrency: int = key(ge=1)  # trials at once
+    resume: bool  # continue a search
+
+
+CONFIGS: dict[str, type[_Validated]] = {
+    "data": DataConfig,
+    "baseline": BaselineConfig,
+    "export": ExportConfig,
+    "benchmark": BenchmarkConfig,
+    "prune": PruneConfig,
+    "tune": TuneConfig,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _default_yaml() -> dict[str, dict[str, Any]]:
+    with open(cfg_dir() / "default.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def defaults(mode: str) -> dict[str, Any]:
+    """The default values of a mode: its own section, on top of `common` for modes that take a model."""
+    sections = _default_yaml()
+    out = {} if CONFIGS[mode] is DataConfig else dict(sections["common"])
+    out.update(sections[mode] or {})
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """Turn a CLI string into a Python literal where it is one (never eval): 'true' -> True, '3' -> 3, 'a' -> 'a'."""
+    low = text.lower()
+    if low in ("none", "null", ""):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def load_yaml_file(path: str | Path, what: str = "cfg") -> dict[str, Any]:
+    """Read a user YAML mapping, with one-line errors for a missing, unreadable or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise OptimError(f"{what}={path} does not exist or is not a file; give the path of a YAML file")
+    try:
+        obj = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        raise OptimError(f"{what}={path} is not valid YAML ({type(e).__name__}); fix the file") from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise OptimError(f"{what}={path} must hold a mapping of key: value, not a {type(obj).__name__}")
+    return obj
+
+
+def all_keys() -> set[str]:
+    return {k for mode in CONFIGS for k in defaults(mode)}
+
+
+def make_config(mode: str, overrides: dict[str, Any] | None = None, cfg: str | None = None) -> Any:
+    """Build the validated config of `mode` from defaults, an optional cfg file, then overrides."""
+    if mode not in CONFIGS:
+        raise OptimError(f"unknown mode '{mode}'; valid modes: {', '.join(CONFIGS)}")
+    values = defaults(mode)
+    if cfg:
+        from_file = load_yaml_file(cfg)
+        # A shared cfg file may carry keys of other modes; only truly unknown keys are errors.
+        _reject_unknown(mode, from_file, allowed=all_keys())
+        values.update({k: v for k, v in from_file.items() if k in values})
+    overrides = overrides or {}
+    _reject_unknown(mode, overrides, allowed=set(values))
+    values.update(overrides)
+    return CONFIGS[mode](**values)
+
+
+def _reject_unknown(mode: str, given: dict[str, Any], allowed: set[str]) -> None:
+    for k in given:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), sorted(allowed), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else "see `yolo-optim cfg` for the valid keys"
+            raise OptimError(f"'{k}' is not a valid key for mode '{mode}'; {hint}")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check (and gently convert) a value against a field's annotation."""
+    args = typing.get_args(hint)
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None:
+        if optional:
+            return None
+        raise OptimError(f"{name} must be set (a {base.__name__}); it is empty")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+            return ",".join(str(v) for v in value)  # `targets=[a, b]` in a cfg file means the comma list
+    raise OptimError(f"{name}={value!r} has the wrong type; expected {base.__name__}")
+
+
+def _check_range(name: str, value: Any, meta: Any) -> None:
+    if value is None:
+        return
+    if meta.get("choices") and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise OptimError(f"{name}={value} is not allowed; choose one of {', '.join(meta['choices'])}{hint}")
+    if meta.get("ge") is not None and value < meta["ge"]:
+        raise OptimError(f"{name}={value} is too small; it must be >= {meta['ge']}")
+    if meta.get("gt") is not None and value <= meta["gt"]:
+        raise OptimError(f"{name}={value} is too small; it must be > {meta['gt']}")
+    if meta.get("lt") is not None and value >= meta["lt"]:
+        raise OptimError(f"{name}={value} is too large; it must be < {meta['lt']}")
