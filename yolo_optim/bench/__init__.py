@@ -1,0 +1,1 @@
+"""Measuring variants: a careful latency harness, accuracy through Ultralytics, the environment, the runner."""

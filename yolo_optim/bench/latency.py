@@ -1,0 +1,139 @@
+"""A careful timing harness for any callable: warm-up, a bounded timed loop, robust statistics.
+
+Used for every backend (and by pruning to time candidate models), so one rule decides what "latency" means:
+- warm-up calls are never timed (first calls pay for lazy allocation, kernel selection, caches);
+- the timed loop stops after `runs` calls or once `seconds` have elapsed, whichever comes first, but always
+  times at least `min_runs` calls so a slow model still gets usable percentiles; the count actually timed is
+  recorded beside the statistics;
+- each call is timed alone with `time.perf_counter_ns`, garbage collection paused (as `timeit` does), and an
+  optional `sync` (e.g. `torch.cuda.synchronize`) so asynchronous devices are timed to completion;
+- the median is the headline figure (robust to the odd preemption); p90/p99, mean and std show the tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..errors import OptimError
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-call latency in milliseconds over `runs` timed calls."""
+
+    runs: int  # calls timed
+    median_ms: float  # 50th percentile
+    p90_ms: float  # 90th percentile
+    p99_ms: float  # 99th percentile
+    mean_ms: float  # arithmetic mean
+    std_ms: float  # sample standard deviation (0 for one run)
+    min_ms: float  # fastest call
+    max_ms: float  # slowest call
+
+    @classmethod
+    def from_samples(cls, samples_ms: Any) -> "LatencyStats":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError("latency statistics need at least one timed sample")
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(runs=int(a.size), median_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
+                   mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                   min_ms=float(a.min()), max_ms=float(a.max()))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThroughputStats:
+    """Images per second at a fixed batch size."""
+
+    batch: int  # images per call
+    images_per_s: float  # batch / median call time
+    batch_latency: LatencyStats  # per-call (whole batch) latency
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "images_per_s": self.images_per_s, "batch_latency": self.batch_latency.to_dict()}
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How long to time: warm-up calls, then up to `runs` calls or `seconds`, at least `min_runs`."""
+
+    warmup: int = 10  # untimed calls first
+    runs: int = 100  # most timed calls
+    seconds: float = 10.0  # time limit of the timed loop
+    min_runs: int = 10  # fewest timed calls, whatever the time limit
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.runs < 1 or self.seconds <= 0 or self.min_runs < 1:
+            raise OptimError(f"bad timing plan (warmup={self.warmup}, runs={self.runs}, seconds={self.seconds}); "
+                             "use warmup>=0, runs>=1, seconds>0")
+
+
+def time_callable(fn: Callable[[], Any], plan: TimingPlan | None = None,
+                  sync: Callable[[], Any] | None = None) -> LatencyStats:
+    """Time `fn()` per the plan and return its latency statistics.
+
+    `fn` must do the whole unit of work (inputs prepared outside it); `sync` is called after each call inside the
+    timed span, for devices whose calls return before the work is done.
+    """
+    plan = plan or TimingPlan()
+    for _ in range(plan.warmup):
+        fn()
+    if sync:
+        sync()
+    floor = min(plan.min_runs, plan.runs)
+    budget_ns = int(plan.seconds * 1e9)
+    samples: list[int] = []
+    with _gc_paused():
+        start = time.perf_counter_ns()
+        while len(samples) < plan.runs:
+            t0 = time.perf_counter_ns()
+            fn()
+            if sync:
+                sync()
+            t1 = time.perf_counter_ns()
+            samples.append(t1 - t0)
+            if t1 - start >= budget_ns and len(samples) >= floor:
+                break
+    return LatencyStats.from_samples(np.asarray(samples, dtype=np.float64) / 1e6)
+
+
+def time_throughput(fn: Callable[[], Any], batch: int, plan: TimingPlan | None = None,
+                    sync: Callable[[], Any] | None = None) -> ThroughputStats:
+    """Time `fn()` that processes `batch` images per call; throughput is batch / median call time."""
+    stats = time_callable(fn, plan, sync)
+    return ThroughputStats(batch=batch, images_per_s=batch * 1000.0 / stats.median_ms, batch_latency=stats)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[int]:
+    """Limit PyTorch's intra-op threads for the block (0 = leave the default); yields the count in force."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,1 @@
+"""The offline demo dataset, dataset checks and the cached demo baseline model."""

@@ -1,0 +1,296 @@
+"""The export/runtime contract: a Target names where a model runs, a Backend exports to it and runs what it exported.
+
+One module per backend (onnxruntime.py, openvino.py, tensorrt.py, torch.py) subclasses `Backend` and registers it with
+`@register_backend`. Backend modules import their runtime (openvino, onnxruntime, tensorrt) only inside methods, so
+`get_backend("tensorrt")` works everywhere and `availability()` says why a backend cannot run here.
+
+Every artifact embeds its metadata where Ultralytics keeps its own (ONNX metadata_props, OpenVINO metadata.yaml,
+the TensorRT engine's JSON header), under the single key `yolo_optim`: Ultralytics turns every top-level metadata
+key into a backend attribute, so our keys (device, precision, ...) must not sit beside its own.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import OptimError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8w", "int8")  # int8w: weights-only INT8; int8: weights + activations
+FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
+META_KEY = "yolo_optim"  # the one metadata key holding our fields inside an artifact
+
+# backend name -> module defining it; imported on first use so optional runtimes stay optional
+_BACKEND_MODULES = {
+    "onnxruntime": "yolo_optim.export.onnxruntime",
+    "openvino": "yolo_optim.export.openvino",
+    "tensorrt": "yolo_optim.export.tensorrt",
+    "torch": "yolo_optim.export.torch",
+}
+_REGISTRY: dict[str, type["Backend"]] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how a model runs: backend + device + precision, written `openvino-cpu:int8`."""
+
+    backend: str  # onnxruntime, openvino, tensorrt or torch
+    device: str  # cpu, gpu, npu
+    precision: str = "fp32"  # fp32, bf16, fp16, int8w or int8
+
+    def __post_init__(self) -> None:
+        if self.backend not in _BACKEND_MODULES:
+            raise OptimError(f"unknown backend '{self.backend}'{_suggest(self.backend, _BACKEND_MODULES)}; "
+                             f"valid targets: {', '.join(all_runtimes())}")
+        if self.precision not in PRECISIONS:
+            raise OptimError(f"unknown precision '{self.precision}'{_suggest(self.precision, PRECISIONS)}; "
+                             f"choose one of {', '.join(PRECISIONS)}")
+
+    @classmethod
+    def parse(cls, text: str | "Target", precision: str | None = None) -> "Target":
+        """`openvino-cpu:int8`, or `openvino-cpu` with `precision=`; a precision given both ways must agree."""
+        if isinstance(text, Target):
+            return text if precision is None else cls(text.backend, text.device, precision)
+        raw = str(text).strip().lower()
+        runtime, _, prec = raw.partition(":")
+        if prec and precision and prec != precision:
+            raise OptimError(f"target '{text}' says precision {prec} but precision={precision}; give it once")
+        backend, sep, device = runtime.rpartition("-")
+        if not sep or not backend or not device:
+            raise OptimError(f"target '{text}' is not <backend>-<device>[:<precision>]; "
+                             f"valid targets: {', '.join(all_runtimes())}")
+        target = cls(backend, device, prec or precision or "fp32")
+        devices = get_backend(backend).devices
+        if device not in devices:
+            raise OptimError(f"unknown device '{device}' for backend {backend}; valid targets: "
+                             f"{', '.join(f'{backend}-{d}' for d in devices)}")
+        return target
+
+    @property
+    def runtime(self) -> str:
+        """`openvino-cpu`: the target without its precision."""
+        return f"{self.backend}-{self.device}"
+
+    @property
+    def name(self) -> str:
+        """`openvino-cpu:int8`: the canonical text form, accepted by `Target.parse`."""
+        return f"{self.runtime}:{self.precision}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Raw inference on one loaded artifact, for latency measurement (no pre- or post-processing)."""
+
+    input_shape: tuple[int, ...]  # NCHW shape the artifact was built for
+    executed_precision: str  # what the runtime really runs at, e.g. "bf16" for an OpenVINO model run in bfloat16
+
+    def __call__(self, x: np.ndarray) -> Any:  # x: NCHW float32 in [0, 1]
+        ...
+
+
+class Backend:
+    """One inference runtime: what it supports, how to export to it, how to run its artifacts."""
+
+    name: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ()
+    precisions: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None  # pip extra that installs the runtime, named when it is missing
+    package: ClassVar[str] = ""  # the Python package the runtime is imported from
+
+    def availability(self, device: str = "cpu") -> tuple[bool, str]:
+        """(True, "") when the runtime and the device are usable here, else (False, the reason). Never raises."""
+        raise NotImplementedError
+
+    def supports(self, target: Target) -> tuple[bool, str]:
+        """Whether this backend can produce and run `target` on this machine, with the reason when not."""
+        if target.device not in self.devices:
+            return False, f"{self.name} has no device '{target.device}' (it has {', '.join(self.devices)})"
+        if target.precision not in self.precisions:
+            return False, f"{self.name} does not support precision {target.precision} " \
+                          f"(it supports {', '.join(self.precisions)})"
+        return self.availability(target.device)
+
+    def check(self, target: Target) -> None:
+        """Raise a one-line OptimError when `target` cannot be exported or run here."""
+        ok, why = self.supports(target)
+        if not ok:
+            raise OptimError(f"cannot export to {target.name}: {why}")
+
+    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+        """Write the artifact for `target` inside `out_dir`; return the path `YOLO(path)` loads.
+
+        `cfg` is an ExportConfig or any object with its fields (imgsz, data, calib_images, seed, batch, ...).
+        """
+        raise NotImplementedError
+
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> Runner:
+        """Load an artifact for raw inference at the precision its metadata records; threads=0: runtime default."""
+        raise NotImplementedError
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator adding a Backend subclass to the registry under `cls.name`."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_backend(name: str) -> Backend:
+    """The backend registered as `name` (importing its module, not its runtime)."""
+    if name not in _REGISTRY:
+        if name not in _BACKEND_MODULES:
+            raise OptimError(f"unknown backend '{name}'{_suggest(name, _BACKEND_MODULES)}; "
+                             f"choose one of {', '.join(_BACKEND_MODULES)}")
+        importlib.import_module(_BACKEND_MODULES[name])
+    return _REGISTRY[name]()
+
+
+def list_backends() -> list[str]:
+    """Names of every known backend, available here or not (see `Backend.availability`)."""
+    return list(_BACKEND_MODULES)
+
+
+def all_runtimes() -> list[str]:
+    """Every `<backend>-<device>` pair the backends declare."""
+    return [f"{b}-{d}" for b in _BACKEND_MODULES for d in get_backend(b).devices]
+
+
+def backend_of_artifact(path: str | Path) -> str:
+    """Which backend runs an artifact, from its file type (the metadata confirms it when present)."""
+    p = Path(path)
+    meta = read_artifact_metadata(p)
+    if meta.get("backend") in _BACKEND_MODULES:
+        return meta["backend"]
+    if p.suffix == ".onnx":
+        return "onnxruntime"
+    if p.suffix in (".engine", ".plan"):
+        return "tensorrt"
+    if p.suffix == ".xml" or (p.is_dir() and any(p.glob("*.xml"))):
+        return "openvino"
+    if p.suffix == ".pt":
+        return "torch"
+    raise OptimError(f"{path} is not an artifact of a known backend (.onnx, OpenVINO folder, .engine, .pt)")
+
+
+# --------------------------------------------------------------------------------------------------- metadata
+def read_artifact_metadata(path: str | Path) -> dict[str, Any]:
+    """Ultralytics' metadata of an artifact with our fields merged on top (precision, backend, source_sha256, ...).
+
+    Works without importing any runtime; returns {} for a file with no metadata.
+    """
+    p = Path(path)
+    raw = _read_raw_metadata(p)
+    if not raw:
+        return {}
+    out = dict(raw)
+    ours = out.pop(META_KEY, None)
+    for k in ("imgsz", "names", "args", "kpt_shape"):  # ONNX stores them as Python literals
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = ast.literal_eval(out[k])
+            except (ValueError, SyntaxError):
+                pass
+    if isinstance(ours, str):
+        ours = json.loads(ours)
+    out.update(ours or {})
+    return out
+
+
+def _read_raw_metadata(p: Path) -> dict[str, Any]:
+    try:
+        if p.suffix == ".onnx":
+            return _onnx_props(p)
+        if p.suffix in (".engine", ".plan"):
+            return _engine_header(p)[1]
+        if p.suffix == ".pt":
+            return _torch_meta(p)
+        sidecar = (p if p.is_dir() else p.parent) / "metadata.yaml"
+        if sidecar.exists():
+            import yaml
+
+            return yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError) as e:
+        raise OptimError(f"cannot read the metadata of {p} ({type(e).__name__}: {e}); is it a complete artifact?") \
+            from None
+    return {}
+
+
+def _onnx_props(p: Path) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load(str(p), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def _engine_header(p: Path) -> tuple[int, dict[str, Any]]:
+    """Ultralytics' engine layout: 4-byte little-endian JSON length, the JSON, then the serialized engine."""
+    with open(p, "rb") as f:
+        n = int.from_bytes(f.read(4), byteorder="little", signed=True)
+        size = f.seek(0, 2)
+        if 0 < n <= size - 4:
+            f.seek(4)
+            try:
+                return 4 + n, json.loads(f.read(n))
+            except (ValueError, UnicodeDecodeError):
+                pass
+    return 0, {}
+
+
+def _torch_meta(p: Path) -> dict[str, Any]:
+    """Metadata of a .pt checkpoint: the model's names/task/imgsz plus what we stored under META_KEY."""
+    import torch
+
+    ckpt = torch.load(str(p), map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict):
+        return {}
+    model = ckpt.get("ema") or ckpt.get("model")
+    args = ckpt.get("train_args") or {}
+    out = {"task": getattr(model, "task", None) or args.get("task"), "names": getattr(model, "names", None),
+           "imgsz": args.get("imgsz"), "args": args}
+    if META_KEY in ckpt:
+        out[META_KEY] = ckpt[META_KEY]
+    return out
+
+
+def write_artifact_metadata(artifact: str | Path, ours: dict[str, Any]) -> None:
+    """Embed `ours` under META_KEY in an artifact in place (call it inside the temporary export folder)."""
+    p = Path(artifact)
+    if p.suffix == ".onnx":
+        import onnx
+
+        model = onnx.load(str(p))
+        props = [prop for prop in model.metadata_props if prop.key != META_KEY]
+        del model.metadata_props[:]
+        model.metadata_props.extend(props)
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_KEY, json.dumps(ours, default=str)
+        onnx.save(model, str(p))
+    elif p.suffix in (".engine", ".plan"):
+        offset, header = _engine_header(p)
+        body = p.read_bytes()[offset:]
+        header[META_KEY] = ours
+        blob = json.dumps(header, default=str).encode()
+        p.write_bytes(len(blob).to_bytes(4, byteorder="little", signed=True) + blob + body)
+    else:
+        import yaml
+
+        sidecar = (p if p.is_dir() else p.parent) / "metadata.yaml"
+        meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
+        meta[META_KEY] = json.loads(json.dumps(ours, default=str))  # plain types only in the YAML
+        sidecar.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,141 @@
+"""Calibration images for INT8: a seeded sample of the training split, letterboxed like Ultralytics' predictor.
+
+The training split, never the validation split: the validation images measure the accuracy of the quantized model,
+so calibrating on them would flatter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import OptimError
+
+LOG = logging.getLogger("yolo_optim.export")
+_IMG_SUFFIXES = {"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"}
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """The images an INT8 export is calibrated on; `fingerprint` keys calibration caches."""
+
+    images: tuple[Path, ...]  # readable images, in sampling order
+    imgsz: int  # square letterbox size
+    seed: int  # sampling seed
+    split_size: int  # images in the split sampled from
+    skipped: tuple[str, ...] = field(default=())  # unreadable images left out
+    fingerprint: str = ""  # sha256 over the chosen image names and contents
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        """Each image as a (1, 3, imgsz, imgsz) float32 array in [0, 1], RGB, letterboxed."""
+        for p in self.images:
+            yield letterbox_image(p, self.imgsz)
+
+    def info(self) -> dict[str, Any]:
+        """What the artifact metadata records about its calibration."""
+        return {"split": "train", "images": len(self.images), "split_images": self.split_size, "seed": self.seed,
+                "imgsz": self.imgsz, "skipped": len(self.skipped), "fingerprint": self.fingerprint}
+
+
+def dataset_info(data: str | Path) -> dict[str, Any]:
+    """Ultralytics' parsed data.yaml (absolute train/val paths), with one-line errors and never a download."""
+    if data is None or str(data).strip() == "":
+        raise OptimError("INT8 export needs data= (a dataset YAML) for calibration and the accuracy check; "
+                         "pass data=path/to/data.yaml")
+    p = Path(str(data))
+    if not p.is_file():
+        raise OptimError(f"data={data} does not exist or is not a file; give the path of a dataset YAML")
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        return check_det_dataset(str(p), autodownload=False)
+    except Exception as e:  # Ultralytics raises SyntaxError/FileNotFoundError/TypeError for bad data YAMLs
+        msg = " ".join(str(e).split())[:200]
+        raise OptimError(f"data={data} is not a usable dataset YAML ({type(e).__name__}: {msg}); fix the file") \
+            from None
+
+
+def split_images(data_info: dict[str, Any], split: str) -> list[Path]:
+    """Image files of a split (folder, list file, or a list of either), sorted, as Ultralytics reads them."""
+    entry = data_info.get(split)
+    if not entry:
+        raise OptimError(f"the dataset has no '{split}:' split; INT8 calibration uses the training images")
+    files: list[str] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        q = Path(item)
+        if q.is_dir():
+            files += [str(f) for f in q.rglob("*.*")]
+        elif q.is_file():
+            base = str(q.parent) + os.sep
+            lines = q.read_text(encoding="utf-8-sig").strip().splitlines()
+            files += [x.replace("./", base, 1) if x.startswith("./") else x for x in lines if x.strip()]
+        else:
+            raise OptimError(f"the dataset's {split} images at {q} do not exist; fix '{split}:' in the data YAML")
+    return sorted(Path(f) for f in files if f.rpartition(".")[-1].lower() in _IMG_SUFFIXES)
+
+
+def calibration_set(data: str | Path, imgsz: int, n: int = 300, seed: int = 0) -> CalibrationSet:
+    """Sample `n` training images (all if fewer) with a fixed seed, dropping unreadable ones.
+
+    Raises a one-line OptimError for an empty split or one without a single readable image.
+    """
+    info = dataset_info(data)
+    files = split_images(info, "train")
+    if not files:
+        raise OptimError(f"the training split of data={data} holds no images; INT8 calibration needs some "
+                         f"(add images or use precision=fp32/fp16/int8w)")
+    chosen = files if len(files) <= n else random.Random(seed).sample(files, n)
+    good, bad = [], []
+    digest = hashlib.sha256()
+    for p in chosen:
+        blob = _read_bytes(p)
+        if blob is None or _decode(blob) is None:
+            bad.append(str(p))
+            continue
+        good.append(p)
+        digest.update(p.name.encode())
+        digest.update(hashlib.sha256(blob).digest())
+    if not good:
+        raise OptimError(f"none of the {len(chosen)} sampled training images of data={data} can be read "
+                         f"(corrupt or empty files, e.g. {bad[0]}); fix the dataset")
+    if bad:
+        LOG.warning("calibration: skipped %d unreadable image(s), e.g. %s", len(bad), bad[0])
+    return CalibrationSet(tuple(good), imgsz, seed, len(files), tuple(bad), digest.hexdigest())
+
+
+def letterbox_image(path: Path, imgsz: int) -> np.ndarray:
+    """Read an image and preprocess it exactly as Ultralytics' predictor does for a square static input."""
+    from ultralytics.data.augment import LetterBox
+
+    blob = _read_bytes(path)
+    img = _decode(blob) if blob is not None else None
+    if img is None:
+        raise OptimError(f"calibration image {path} cannot be read; fix or remove it")
+    img = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32)(image=img)
+    x = img[..., ::-1].transpose(2, 0, 1)[None]  # BGR HWC -> RGB NCHW
+    return np.ascontiguousarray(x, dtype=np.float32) / 255.0
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        blob = Path(path).read_bytes()
+    except OSError:
+        return None
+    return blob or None
+
+
+def _decode(blob: bytes) -> np.ndarray | None:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
+    return img if img is not None and img.size else None

@@ -1,0 +1,77 @@
+"""pareto.png: mAP50-95 against latency, one series per device and backend, each device's Pareto front drawn."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .pareto import pareto_front
+from .tables import METRIC_TITLE
+
+if TYPE_CHECKING:
+    from .report import Report
+
+_MARKERS = "osD^vP*Xph"
+
+
+def plot_pareto(report: "Report", out: str | Path) -> Path:
+    """Draw the figure on matplotlib's Agg canvas and write it atomically.
+
+    The Agg canvas is attached to this figure only: no display is needed (a server, a Jetson over SSH) and the
+    caller's global matplotlib backend is left alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    fig = Figure(figsize=(9, 6), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    groups = report.groups()
+    backends = sorted({r.backend for r in report.rows})
+    colors = {b: f"C{i % 10}" for i, b in enumerate(backends)}
+    lat_all: list[float] = []
+    for gi, group in enumerate(groups):
+        rows = [r for r in report.measured() if r.group == group and r.map50_95 is not None]
+        marker = _MARKERS[gi % len(_MARKERS)]
+        for backend in backends:
+            pts = [r for r in rows if r.backend == backend]
+            if not pts:
+                continue
+            xs = [r.latency(report.metric) for r in pts]
+            ys = [r.map50_95 for r in pts]
+            lat_all += xs
+            ax.scatter(xs, ys, color=colors[backend], marker=marker, s=50, zorder=3,
+                       label=f"{group} · {backend}" if len(groups) > 1 else backend)
+            for r, x, y in zip(pts, xs, ys):
+                ax.annotate(f"{r.model}:{r.precision}", (x, y), textcoords="offset points", xytext=(5, 4),
+                            fontsize=7)
+        front = [rows[i] for i in pareto_front([(r.latency(report.metric), r.map50_95) for r in rows])]
+        if front:
+            ax.step([r.latency(report.metric) for r in front], [r.map50_95 for r in front], where="post",
+                    linestyle="--", color="0.35", linewidth=1, zorder=2,
+                    label=f"Pareto front{f' ({group})' if len(groups) > 1 else ''}")
+    if not lat_all:
+        ax.text(0.5, 0.5, "no variant with both mAP and latency measured", ha="center", va="center",
+                transform=ax.transAxes)
+    elif max(lat_all) / max(min(lat_all), 1e-9) > 20:
+        ax.set_xscale("log")  # CPU and GPU rows together span orders of magnitude
+    title = METRIC_TITLE[report.metric]
+    ax.set_xlabel(f"{title} latency, median ms (batch 1)")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title(f"mAP50-95 vs {title} latency" + ("" if report.complete else " (incomplete run)"))
+    ax.grid(True, alpha=0.3)
+    if lat_all:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out

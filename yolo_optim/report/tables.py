@@ -1,0 +1,99 @@
+"""report.md: one table per device sorted by latency, Pareto rows starred, compared against a baseline row."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .report import Report
+    from .rows import BenchRow
+
+METRIC_TITLE = {"inference": "inference", "end_to_end": "end-to-end"}
+COLUMNS = ("", "model", "target", "ran at", "mAP50-95", "ΔmAP50-95", "mAP50", "infer. ms", "infer. p90",
+           "infer. p99", "e2e ms", "e2e p99", "speed-up", "img/s", "size MB", "params M", "GFLOPs")
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def table_cells(report: "Report", row: "BenchRow", base: "BenchRow | None", pareto: set[int]) -> list[str]:
+    """The cells of one measured row (shared by the markdown and the HTML page)."""
+    metric = report.metric
+    mark = ("★" if id(row) in pareto else "") + (" base" if row is base else "")
+    delta = speed = "–"
+    if base is not None and row is not base:
+        if row.map50_95 is not None and base.map50_95 is not None:
+            delta = f"{row.map50_95 - base.map50_95:+.4f}"
+        speed = f"{base.latency(metric) / row.latency(metric):.2f}x"
+    elif row is base:
+        delta, speed = "0", "1.00x"
+    inf, e2e, tp = row.inference, row.end_to_end, row.throughput
+    return [mark.strip(), row.model, row.runtime, row.precision_label(), _f(row.map50_95, ".4f"), delta,
+            _f(row.map50, ".4f"), _f(inf and inf.median_ms, ".2f"), _f(inf and inf.p90_ms, ".2f"),
+            _f(inf and inf.p99_ms, ".2f"), _f(e2e and e2e.median_ms, ".2f"), _f(e2e and e2e.p99_ms, ".2f"), speed,
+            f"{tp.images_per_s:.1f} @b{tp.batch}" if tp else "–", _f(row.size_mb, ".2f"),
+            _f(row.params / 1e6 if row.params is not None else None, ".2f"), _f(row.gflops, ".2f")]
+
+
+def unmeasured_line(row: "BenchRow") -> str:
+    why = row.reason if row.status == "skipped" else row.error
+    return f"{row.model} on {row.target}: {row.status}" + (f" ({why})" if why else "")
+
+
+def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
+    metric = METRIC_TITLE[report.metric]
+    lines = ["# Benchmark report", "",
+             f"mAP on the validation split (Ultralytics validator) against batch-1 latency. Tables are sorted by "
+             f"median {metric} latency. ★ marks the Pareto-optimal variants of a device (no other variant there is "
+             f"both faster and more accurate). ΔmAP50-95 and speed-up ({metric} median) compare each row with the "
+             f"row marked *base*. *ran at* is the precision the runtime executed. Latency in milliseconds.", ""]
+    if not report.complete:
+        lines += ["**This run is incomplete** (interrupted or in progress); rerun the same command to resume.", ""]
+    if plot:
+        lines += [f"![mAP versus latency]({plot})", ""]
+    pareto = {id(r) for r in report.pareto()}
+    for group in report.groups():
+        base = report.baseline(group)
+        rows = report.table_rows(group)
+        lines += [f"## {group}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        for row in (r for r in rows if r in report.measured(rows)):
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(report, row, base, pareto))
+                         + " |")
+        others = [r for r in rows if not (r.ok and r.latency(report.metric) is not None)]
+        if others:
+            lines += ["", "Not measured:", ""] + [f"- {unmeasured_line(r)}" for r in others]
+        lines.append("")
+    lines += ["## Runs", ""]
+    for run in report.runs:
+        lines += [f"### {run['run_id']}", "", f"- command: `{run['command']}`",
+                  f"- started: {run['created']}, seed {run['seed']}",
+                  f"- settings: {settings_summary(run.get('settings', {}))}",
+                  f"- machine: {environment_summary(run.get('environment', {}))}",
+                  f"- versions: {versions_summary(run.get('environment', {}))}", ""]
+    return "\n".join(lines)
+
+
+def settings_summary(s: dict[str, Any]) -> str:
+    keys = ("imgsz", "data", "warmup", "runs", "seconds", "threads", "throughput_batch", "accuracy", "batch")
+    return ", ".join(f"{k}={s[k]}" for k in keys if k in s)
+
+
+def environment_summary(env: dict[str, Any]) -> str:
+    cpu = env.get("cpu", {})
+    parts = [f"{cpu.get('model', '?')} ({cpu.get('physical_cores', '?')} cores / {cpu.get('logical_cores', '?')} "
+             f"threads; {', '.join(cpu.get('isa', [])) or 'no listed ISA extensions'})"]
+    for gpu in env.get("gpus", []):
+        parts.append(f"{gpu.get('name')} (driver {gpu.get('driver', '?')})")
+    if env.get("jetson"):
+        j = env["jetson"]
+        parts.append(f"Jetson {j.get('model', '')} L4T {j.get('l4t', '?')} JetPack {j.get('jetpack', '?')} "
+                     f"power mode {j.get('power_mode', '?')}")
+    if env.get("memory_gb"):
+        parts.append(f"{env['memory_gb']} GB RAM")
+    parts.append(env.get("platform", ""))
+    return "; ".join(p for p in parts if p)
+
+
+def versions_summary(env: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v)
