@@ -6,7 +6,12 @@ The public API is imported lazily so `import yolo_optim` stays cheap and works w
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Ultralytics probes the network (hub, fonts, version checks) unless told it is offline; many edge sites are
+# air-gapped, and nothing here needs the network. A user can still set YOLO_OFFLINE=0 explicitly.
+os.environ.setdefault("YOLO_OFFLINE", "1")
 
 __version__ = "0.1.0"
 
@@ -19,6 +24,9 @@ _API = {
     "demo_baseline": "yolo_optim.data.baseline",
     "check_dataset": "yolo_optim.data.check",
     "load_yolo": "yolo_optim.models",
+    "benchmark": "yolo_optim.bench.runner",
+    "Report": "yolo_optim.report.report",
+    "merge_reports": "yolo_optim.report.merge",
 }
 
 __all__ = ["__version__", *_API]

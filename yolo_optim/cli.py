@@ -20,9 +20,10 @@ RUNNERS: dict[str, str | None] = {
     "data": "yolo_optim.data.demo:run_data",
     "baseline": "yolo_optim.data.baseline:run_baseline",
     "export": None,
-    "benchmark": None,
+    "benchmark": "yolo_optim.bench.runner:run_benchmark",
     "prune": None,
     "tune": None,
+    "report": "yolo_optim.report.merge:run_report",
 }
 INFO_MODES = ("help", "version", "cfg")
 
@@ -36,6 +37,7 @@ Modes:
   baseline   train (once) and cache the demo model     yolo-optim baseline epochs=30
   export     FP32/BF16/FP16/INT8 export per target      yolo-optim export model=best.pt data=data.yaml target=openvino-cpu precision=int8
   benchmark  mAP and latency of every variant           yolo-optim benchmark model=best.pt targets=all
+  report     merge runs from several machines          yolo-optim report runs=jetson/exp,server/exp
   prune      structured channel pruning + fine-tuning   yolo-optim prune model=best.pt data=data.yaml ratio=0.5
   tune       hyperparameter search on Ray Tune          yolo-optim tune model=yolo11n.yaml data=data.yaml search=bayes
   cfg        print every key with its default and meaning

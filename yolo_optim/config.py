@@ -102,6 +102,8 @@ class BenchmarkConfig(CommonConfig):
     threads: int = key(ge=0)  # inference threads
     throughput_batch: int = key(ge=0)  # throughput batch size
     accuracy: bool  # validate for mAP
+    metric: str = key(choices=("inference", "end_to_end"))  # latency that ranks variants
+    resume: bool  # continue the latest interrupted run
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,16 @@ class TuneConfig(CommonConfig):
     resume: bool  # continue a search
 
 
+@dataclass(frozen=True)
+class ReportConfig(_Validated):
+    runs: str | None  # comma list of run folders
+    metric: str = key(choices=("inference", "end_to_end"))  # latency that ranks variants
+    project: str | None  # output root
+    name: str  # run name
+    exist_ok: bool  # reuse an existing run folder
+    verbose: bool  # tracebacks
+
+
 CONFIGS: dict[str, type[_Validated]] = {
     "data": DataConfig,
     "baseline": BaselineConfig,
@@ -131,6 +143,7 @@ CONFIGS: dict[str, type[_Validated]] = {
     "benchmark": BenchmarkConfig,
     "prune": PruneConfig,
     "tune": TuneConfig,
+    "report": ReportConfig,
 }
 
 
@@ -143,7 +156,7 @@ def _default_yaml() -> dict[str, dict[str, Any]]:
 def defaults(mode: str) -> dict[str, Any]:
     """The default values of a mode: its own section, on top of `common` for modes that take a model."""
     sections = _default_yaml()
-    out = {} if CONFIGS[mode] is DataConfig else dict(sections["common"])
+    out = dict(sections["common"]) if issubclass(CONFIGS[mode], CommonConfig) else {}
     out.update(sections[mode] or {})
     return out
 

@@ -12,8 +12,6 @@ from .errors import OptimError
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
-os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics must not probe the network (air-gapped sites)
-
 SUPPORTED_TASKS = ("detect", "segment", "pose", "obb")
 
 

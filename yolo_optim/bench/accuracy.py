@@ -42,12 +42,16 @@ def validate_artifact(artifact: str | Path, data: str | Path, imgsz: int, target
     """
     from ultralytics import YOLO
 
-    model = YOLO(str(artifact), task="detect")
+    model = YOLO(str(artifact))
+    seen: dict[str, int] = {}
+
+    def _record(validator: Any) -> None:  # the validator is not kept on the model; read what it ran at
+        seen.update(images=int(validator.seen or 0), batch=int(validator.args.batch))
+
+    model.add_callback("on_val_end", _record)
     t0 = time.perf_counter()
     metrics = model.val(data=str(data), imgsz=imgsz, batch=batch, device=ultralytics_device(target, torch_device),
                         workers=workers, rect=False, plots=False, verbose=False, save_json=False, **overrides)
-    validator = getattr(model, "validator", None)
     return AccuracyResult(map50_95=float(metrics.box.map), map50=float(metrics.box.map50),
-                          images=int(getattr(validator, "seen", 0)) or None,
-                          batch=int(getattr(getattr(validator, "args", None), "batch", batch)),
+                          images=seen.get("images") or None, batch=seen.get("batch", batch),
                           seconds=time.perf_counter() - t0)

@@ -1,0 +1,109 @@
+"""Exports for the benchmark, cached: the same source, target, image size and settings are exported once.
+
+The cache key is the source model's content hash, the target, the image size and every setting that changes the
+artifact (calibration data and size, seed for INT8; the runtime's version; this package's version). An export is
+written into a temporary folder and renamed into the cache only when complete, so a killed export is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptimError
+from ..export.base import Target, get_backend
+from ..paths import atomic_dir, cache_dir
+
+QUANTIZED = ("int8", "int8w")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What the benchmark passes to a backend's export, beside the target."""
+
+    imgsz: int  # square input size
+    data: str  # dataset YAML (calibration images for INT8)
+    device: str  # torch device used while exporting
+    seed: int  # calibration sampling seed
+    workers: int  # dataloader workers
+    hardware: str | None = None  # the device's model: TensorRT engines only run on the GPU model they were built on
+
+
+def artifact_key(source_sha: str, target: Target, export_cfg: Any, hardware: str | None = None) -> dict[str, Any]:
+    """Everything an artifact depends on; its hash names the cache folder."""
+    from .. import __version__
+
+    try:
+        runtime = version(get_backend(target.backend).package or target.backend)
+    except PackageNotFoundError:
+        runtime = None
+    key: dict[str, Any] = {"source_sha256": source_sha, "target": target.name, "imgsz": export_cfg.imgsz,
+                           "batch": export_cfg.batch, "runtime_version": runtime, "yolo_optim": __version__}
+    if target.backend == "tensorrt":
+        key["hardware"] = hardware
+    if target.precision in QUANTIZED:
+        data = Path(str(export_cfg.data))
+        key.update(calib_images=export_cfg.calib_images, seed=export_cfg.seed, data=str(data.resolve()),
+                   data_sha256=hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None)
+    return key
+
+
+def export_config(target: Target, source: Path, s: ExportSettings) -> Any:
+    """An ExportConfig for `target` with the export mode's defaults for calibration.
+
+    The accuracy guard is off: the benchmark measures the artifact's mAP itself and shows it in its row.
+    """
+    from ..config import make_config
+
+    return make_config("export", {"model": str(source), "data": s.data, "imgsz": s.imgsz, "batch": 1,
+                                  "device": s.device, "seed": s.seed, "workers": s.workers, "target": target.runtime,
+                                  "precision": target.precision, "guard": "off"})
+
+
+def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettings,
+                  root: Path | None = None) -> tuple[Path, bool]:
+    """The artifact of `source` for `target`: (path, True) from the cache, or exported now (path, False)."""
+    from ..models import load_yolo
+
+    cfg = export_config(target, source, s)
+    key = artifact_key(source_sha, target, cfg, s.hardware)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = (root or cache_dir() / "artifacts") / f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
+    record = folder / "artifact.json"
+    if record.is_file():
+        path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
+        if path.exists():
+            return path, True
+    with atomic_dir(folder, overwrite=True) as tmp:
+        produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, cfg, tmp))
+        try:
+            rel = produced.resolve().relative_to(tmp.resolve())
+        except ValueError:
+            raise OptimError(f"the {target.backend} export wrote {produced} outside its output folder") from None
+        (tmp / "artifact.json").write_text(json.dumps({"artifact": str(rel), "key": key}, indent=2), encoding="utf-8")
+    return folder / rel, False
+
+
+def size_on_disk_mb(path: str | Path) -> float:
+    """Size of an artifact (a folder's files summed; an ONNX file with its external-data file) in MiB."""
+    p = Path(path)
+    if p.is_dir():
+        files = [q for q in p.rglob("*") if q.is_file()]
+    else:
+        files = [p] + [q for q in (p.with_name(p.name + ".data"), p.with_suffix(".bin")) if q.is_file() and q != p]
+    return sum(q.stat().st_size for q in files) / 2**20
+
+
+def model_complexity(source: str | Path, imgsz: int) -> tuple[int, float | None]:
+    """Parameters and GFLOPs (at imgsz) of a PyTorch YOLO checkpoint; GFLOPs None when they cannot be counted."""
+    from ultralytics.utils.torch_utils import get_flops, get_num_params
+
+    from ..models import load_yolo
+
+    model = load_yolo(str(source)).model
+    flops = get_flops(model, imgsz)
+    return int(get_num_params(model)), (float(flops) if flops else None)
