@@ -29,3 +29,37 @@ def test_baseline_is_cached_by_settings():
 def test_resolve_fills_only_what_is_missing(tiny_model, demo_data):
     cfg = make_config("export", {"model": str(tiny_model), "data": str(demo_data)})
     assert resolve_model_and_data(cfg) == (str(tiny_model), str(demo_data))
+
+
+def test_killed_training_resumes_from_last_epoch(demo_data, tmp_path):
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from yolo_optim.data.baseline import train_baseline
+
+    out = tmp_path / "run"
+    code = (f"from yolo_optim.data.baseline import train_baseline; "
+            f"train_baseline('yolo11n.yaml', {str(demo_data)!r}, epochs=6, imgsz=64, out={str(out)!r}, batch=8)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "weights" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "training never saved last.pt"
+    time.sleep(0.3)  # let the checkpoint write finish; the kill lands mid-training of a later epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "baseline.json").exists()
+    from yolo_optim.data.baseline import _resumable
+
+    assert _resumable(last), "the kill should land mid-run, with an unfinished last.pt"
+    before = (out / "results.csv").read_text() if (out / "results.csv").exists() else ""
+    best = train_baseline("yolo11n.yaml", demo_data, epochs=6, imgsz=64, out=out, batch=8)
+    assert best.is_file() and (out / "baseline.json").exists()
+    assert (out / "results.csv").read_text().startswith(before), "epochs done before the kill were trained again"
+    with open(out / "results.csv") as f:
+        epochs = [int(float(row["epoch"])) for row in csv.DictReader(f)]
+    assert epochs == [1, 2, 3, 4, 5, 6], f"resumed run should continue the epoch count, got {epochs}"

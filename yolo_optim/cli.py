@@ -19,10 +19,10 @@ from .errors import OptimError
 RUNNERS: dict[str, str | None] = {
     "data": "yolo_optim.data.demo:run_data",
     "baseline": "yolo_optim.data.baseline:run_baseline",
-    "export": None,
+    "export": "yolo_optim.export.exporter:run_export",
     "benchmark": "yolo_optim.bench.runner:run_benchmark",
     "prune": None,
-    "tune": None,
+    "tune": "yolo_optim.tune.api:run_tune",
     "report": "yolo_optim.report.merge:run_report",
 }
 INFO_MODES = ("help", "version", "cfg")
@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except OptimError as e:
         print(f"yolo-optim: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `yolo-optim cfg | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("yolo-optim: interrupted; progress saved so far is kept (rerun to resume)", file=sys.stderr)
         return 130

@@ -124,6 +124,17 @@ class TuneConfig(CommonConfig):
     epochs: int = key(ge=1)  # epochs per trial
     concurrency: int = key(ge=1)  # trials at once
     resume: bool  # continue a search
+    objective: str  # fitness, latency or a logged metric
+    objective_mode: str = key(choices=("auto", "max", "min"))  # optimisation direction
+    latency_target: str  # backend-device:precision timed for objective=latency
+    latency_budget: float = key(ge=0)  # ms: budget or reference latency
+    latency_weight: float = key(ge=0)  # 0 = budget, > 0 = weighted latency term
+    grace_period: int = key(ge=1)  # epochs before a trial may be stopped
+    reduction_factor: float = key(gt=1)  # scheduler halving rate
+    cpus_per_trial: int = key(ge=0)  # CPUs per trial, 0 = share all
+    gpus_per_trial: float = key(ge=-1)  # GPUs per trial, -1 = auto
+    address: str | None  # Ray cluster address; None = local Ray
+    amp: bool  # mixed precision training
 
 
 @dataclass(frozen=True)

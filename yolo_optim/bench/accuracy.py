@@ -1,11 +1,18 @@
-"""Accuracy of any artifact through Ultralytics' own validator, so every row's mAP is computed the same way."""
+"""Accuracy of every row through Ultralytics' own validator, run the way the row is timed.
+
+The PyTorch row is `YOLO(model).val(rect=False, ...)`. An exported artifact is validated through its backend's
+Runner wrapped for Ultralytics' validator (yolo_optim.export.validate): `YOLO(artifact).val()` would compile an
+OpenVINO fp32 model with the runtime's defaults, i.e. in bf16 on a bf16-capable CPU, and report the accuracy of a
+precision the row does not claim. Pre-processing, NMS, matching and mAP stay Ultralytics' own for every row, and
+every row is letterboxed square (rect=False) like the static-shape exports, so mAP differences come from
+precision and runtime alone.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..export.base import Target
 
@@ -14,44 +21,24 @@ from ..export.base import Target
 class AccuracyResult:
     map50_95: float  # COCO mAP@0.50:0.95
     map50: float  # mAP@0.50
-    images: int | None  # validation images seen
-    batch: int  # batch size the validator ran at (1 for static exports)
     seconds: float  # wall time of the validation
 
 
-def ultralytics_device(target: Target, torch_device: str = "cpu") -> str:
-    """The `device=` Ultralytics' AutoBackend needs to run `target` where the target says.
-
-    OpenVINO artifacts need `intel:<device>`: a plain `cpu` lets OpenVINO's AUTO pick an Intel GPU when one exists.
-    CUDA runtimes use the configured torch device when it names a GPU, else GPU 0.
-    """
-    if target.backend == "openvino":
-        return f"intel:{target.device}"
+def torch_device(target: Target, configured: str = "cpu") -> str:
+    """The torch device of a PyTorch row: `cpu`, or the configured GPU (GPU 0 when the config says cpu)."""
     if target.device == "cpu":
         return "cpu"
-    return torch_device if torch_device not in ("cpu", "", None) else "0"
+    return configured if configured not in ("cpu", "") else "0"
 
 
-def validate_artifact(artifact: str | Path, data: str | Path, imgsz: int, target: Target, batch: int = 16,
-                      torch_device: str = "cpu", workers: int = 0, **overrides: Any) -> AccuracyResult:
-    """mAP of `artifact` on the val split of `data`, as `YOLO(artifact).val(...)` computes it.
+def validate_row(artifact: str | Path, target: Target, data: str | Path, imgsz: int, batch: int = 16,
+                 device: str = "cpu", threads: int = 0, workers: int = 0) -> AccuracyResult:
+    """mAP50-95 and mAP50 of the artifact a row measured, on the val split of `data`."""
+    from ..export.validate import val_artifact, val_checkpoint
 
-    rect=False for every row: exported models take square inputs, so letterboxing the PyTorch row the same way
-    keeps the mAP differences down to precision and runtime. Exports with a fixed batch are validated at their
-    batch (Ultralytics lowers `batch` itself); the batch actually used is returned.
-    """
-    from ultralytics import YOLO
-
-    model = YOLO(str(artifact))
-    seen: dict[str, int] = {}
-
-    def _record(validator: Any) -> None:  # the validator is not kept on the model; read what it ran at
-        seen.update(images=int(validator.seen or 0), batch=int(validator.args.batch))
-
-    model.add_callback("on_val_end", _record)
     t0 = time.perf_counter()
-    metrics = model.val(data=str(data), imgsz=imgsz, batch=batch, device=ultralytics_device(target, torch_device),
-                        workers=workers, rect=False, plots=False, verbose=False, save_json=False, **overrides)
-    return AccuracyResult(map50_95=float(metrics.box.map), map50=float(metrics.box.map50),
-                          images=seen.get("images") or None, batch=seen.get("batch", batch),
-                          seconds=time.perf_counter() - t0)
+    if target.backend == "torch" and target.precision == "fp32" and Path(artifact).suffix == ".pt":
+        m = val_checkpoint(artifact, data, imgsz, batch=batch, device=torch_device(target, device), workers=workers)
+    else:
+        m = val_artifact(artifact, data, threads=threads, workers=workers)
+    return AccuracyResult(map50_95=m.map50_95, map50=m.map50, seconds=time.perf_counter() - t0)

@@ -145,8 +145,9 @@ def capture_environment() -> dict[str, Any]:
     return env
 
 
-def hardware_name(device: str, backend: str, env: dict[str, Any]) -> str:
-    """The model name of the hardware a target's device is on this machine, for the report's device tables."""
+def hardware_name(device: str, backend: str, env: dict[str, Any]) -> str | None:
+    """The model name of the hardware a target's device is on this machine, for the report's device tables;
+    None when this machine has no such device."""
     if device == "cpu":
         return str(env["cpu"]["model"])
     if backend == "openvino":
@@ -155,4 +156,4 @@ def hardware_name(device: str, backend: str, env: dict[str, Any]) -> str:
             return name
     if device == "gpu" and env.get("gpus"):
         return str(env["gpus"][0]["name"])
-    return device
+    return None

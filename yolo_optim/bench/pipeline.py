@@ -20,24 +20,29 @@ PREDICT_IOU = 0.7
 PREDICT_MAX_DET = 300
 
 
+def val_image_files(data: str | Path) -> list[Path]:
+    """The validation images of a dataset, in name order (folders searched recursively, .txt lists read)."""
+    from ..data.check import check_dataset
+
+    info = check_dataset(data, splits=("val",))
+    files: list[Path] = []
+    for src in map(Path, info["val"] if isinstance(info["val"], list) else [info["val"]]):
+        if src.is_dir():
+            files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:  # a .txt list of image paths, relative to the dataset root
+            lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            files += [Path(ln) if Path(ln).is_absolute() else src.parent / ln for ln in lines]
+    return files
+
+
 def first_val_image(data: str | Path) -> np.ndarray:
     """The first validation image of a dataset (BGR, HWC uint8): a real frame gives NMS a realistic load."""
     import cv2
 
-    from ..data.check import check_dataset
-
-    info = check_dataset(data, splits=("val",))
-    sources = info["val"] if isinstance(info["val"], list) else [info["val"]]
-    for src in map(Path, sources):
-        if src.is_dir():
-            files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:  # a .txt list of image paths, relative to the dataset root
-            files = [Path(line.strip()) if Path(line.strip()).is_absolute() else src.parent / line.strip()
-                     for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
-        for f in files:
-            img = cv2.imread(str(f))
-            if img is not None:
-                return img
+    for f in val_image_files(data):
+        img = cv2.imread(str(f))
+        if img is not None:
+            return img
     raise OptimError(f"data={data}: no readable validation image; check the val: entry")
 
 

@@ -72,7 +72,7 @@ def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: st
 
     last = out / "weights" / "last.pt"
     t0 = time.time()
-    if last.exists() and not best.exists() or _resumable(last):
+    if _resumable(last):
         results = YOLO(str(last)).train(resume=True)
     else:
         results = load_yolo(arch).train(
@@ -91,8 +91,11 @@ def _resumable(last: Path) -> bool:
         return False
     import torch
 
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)  # our own cache file, written by Ultralytics
-    return ckpt.get("optimizer") is not None and ckpt.get("epoch", -1) >= 0
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)  # our own cache file, written by Ultralytics
+    except Exception:  # killed while writing: start the run again rather than fail
+        return False
+    return isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and ckpt.get("epoch", -1) >= 0
 
 
 def baseline_result(cfg: BaselineConfig) -> BaselineResult:

@@ -106,6 +106,10 @@ class Backend:
     precisions: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None  # pip extra that installs the runtime, named when it is missing
     package: ClassVar[str] = ""  # the Python package the runtime is imported from
+    # What the strict accuracy guard retries, in order, when an INT8 export loses too much mAP: each dict holds
+    # export-job overrides (accuracy_control=True: NNCF's accuracy-aware quantization; float_scope=1: keep the
+    # head's prediction convolutions and the stem in float too).
+    fallbacks: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def availability(self, device: str = "cpu") -> tuple[bool, str]:
         """(True, "") when the runtime and the device are usable here, else (False, the reason). Never raises."""
@@ -204,6 +208,8 @@ def read_artifact_metadata(path: str | Path) -> dict[str, Any]:
     if isinstance(ours, str):
         ours = json.loads(ours)
     out.update(ours or {})
+    if isinstance(out.get("names"), dict):  # JSON turned the class indices into strings
+        out["names"] = {int(k) if str(k).isdigit() else k: v for k, v in out["names"].items()}
     return out
 
 
@@ -287,8 +293,21 @@ def write_artifact_metadata(artifact: str | Path, ours: dict[str, Any]) -> None:
 
         sidecar = (p if p.is_dir() else p.parent) / "metadata.yaml"
         meta = yaml.safe_load(sidecar.read_text(encoding="utf-8")) if sidecar.exists() else {}
-        meta[META_KEY] = json.loads(json.dumps(ours, default=str))  # plain types only in the YAML
+        meta[META_KEY] = _plain(ours)  # plain types only in the YAML
         sidecar.write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _plain(obj: Any) -> Any:
+    """Plain YAML types (dict keys kept as they are, so class indices stay integers)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
 
 
 def _suggest(word: str, choices: Any) -> str:

@@ -36,6 +36,9 @@ class CalibrationSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def __iter__(self) -> Iterator[np.ndarray]:  # re-iterable: quantizers walk the set more than once
+        return self.arrays()
+
     def arrays(self) -> Iterator[np.ndarray]:
         """Each image as a (1, 3, imgsz, imgsz) float32 array in [0, 1], RGB, letterboxed."""
         for p in self.images:
@@ -47,22 +50,23 @@ class CalibrationSet:
                 "imgsz": self.imgsz, "skipped": len(self.skipped), "fingerprint": self.fingerprint}
 
 
-def dataset_info(data: str | Path) -> dict[str, Any]:
+def dataset_info(data: str | Path | None) -> dict[str, Any]:
     """Ultralytics' parsed data.yaml (absolute train/val paths), with one-line errors and never a download."""
     if data is None or str(data).strip() == "":
         raise OptimError("INT8 export needs data= (a dataset YAML) for calibration and the accuracy check; "
                          "pass data=path/to/data.yaml")
-    p = Path(str(data))
-    if not p.is_file():
-        raise OptimError(f"data={data} does not exist or is not a file; give the path of a dataset YAML")
-    from ultralytics.data.utils import check_det_dataset
+    from ..data.check import check_dataset
 
-    try:
-        return check_det_dataset(str(p), autodownload=False)
-    except Exception as e:  # Ultralytics raises SyntaxError/FileNotFoundError/TypeError for bad data YAMLs
-        msg = " ".join(str(e).split())[:200]
-        raise OptimError(f"data={data} is not a usable dataset YAML ({type(e).__name__}: {msg}); fix the file") \
-            from None
+    return check_dataset(data, splits=("train", "val"))
+
+
+def calibration_for(cfg: Any) -> "CalibrationSet":
+    """The calibration set an export config asks for (reused when the caller already built it)."""
+    given = getattr(cfg, "calibration", None)
+    if given is not None:
+        return given
+    return calibration_set(getattr(cfg, "data", None), int(cfg.imgsz), int(getattr(cfg, "calib_images", 300)),
+                           int(getattr(cfg, "seed", 0)))
 
 
 def split_images(data_info: dict[str, Any], split: str) -> list[Path]:

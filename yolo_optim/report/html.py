@@ -7,8 +7,8 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .tables import (COLUMNS, METRIC_TITLE, environment_summary, settings_summary, table_cells, unmeasured_line,
-                     versions_summary)
+from .tables import (COLUMNS, METRIC_TITLE, environment_summary, settings_summary, shown_columns, table_cells,
+                     unmeasured_line, versions_summary)
 
 if TYPE_CHECKING:
     from .report import Report
@@ -32,8 +32,8 @@ def report_html(report: "Report", png: Path | None) -> str:
              "<h1>Benchmark report</h1>",
              f"<p class='note'>mAP on the validation split against batch-1 latency, tables sorted by median {metric} "
              "latency (ms). ★ marks the Pareto-optimal variants of a device (highlighted); ΔmAP50-95 and speed-up "
-             "compare each row with the row marked <i>base</i>; <i>ran at</i> is the precision the runtime "
-             "executed.</p>"]
+             "compare each row with the row marked <i>base</i>; <i>precision</i> is what the runtime executed "
+             "(with the requested one when they differ).</p>"]
     if not report.complete:
         parts.append("<p class='warn'><b>This run is incomplete</b>; rerun the same command to resume.</p>")
     if png is not None and Path(png).is_file():
@@ -44,12 +44,15 @@ def report_html(report: "Report", png: Path | None) -> str:
         base = report.baseline(group)
         rows = report.table_rows(group)
         measured = report.measured(rows)
-        parts += [f"<h2>{e(group)}</h2>", "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>"]
-        for row in (r for r in rows if r in measured):
-            cls = " ".join(c for c, on in (("pareto", id(row) in pareto), ("base", row is base)) if on)
-            cells = "".join(f"<td>{e(c)}</td>" for c in table_cells(report, row, base, pareto))
-            parts.append(f"<tr class='{cls}'>{cells}</tr>")
-        parts.append("</table>")
+        parts.append(f"<h2>{e(group)}</h2>")
+        if measured:
+            cells = [table_cells(report, row, base, pareto) for row in measured]
+            keep = shown_columns(cells)
+            parts.append("<table><tr>" + "".join(f"<th>{e(COLUMNS[i])}</th>" for i in keep) + "</tr>")
+            for row, c in zip(measured, cells):
+                cls = " ".join(k for k, on in (("pareto", id(row) in pareto), ("base", row is base)) if on)
+                parts.append(f"<tr class='{cls}'>" + "".join(f"<td>{e(c[i])}</td>" for i in keep) + "</tr>")
+            parts.append("</table>")
         others = [r for r in rows if r not in measured]
         if others:
             parts.append("<p>Not measured:</p><ul>" + "".join(f"<li>{e(unmeasured_line(r))}</li>" for r in others)

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from .rows import BenchRow
 
 METRIC_TITLE = {"inference": "inference", "end_to_end": "end-to-end"}
-COLUMNS = ("", "model", "target", "ran at", "mAP50-95", "ΔmAP50-95", "mAP50", "infer. ms", "infer. p90",
+COLUMNS = ("", "model", "runtime", "precision", "mAP50-95", "ΔmAP50-95", "mAP50", "infer. ms", "infer. p90",
            "infer. p99", "e2e ms", "e2e p99", "speed-up", "img/s", "size MB", "params M", "GFLOPs")
 
 
@@ -36,6 +36,13 @@ def table_cells(report: "Report", row: "BenchRow", base: "BenchRow | None", pare
             _f(row.params / 1e6 if row.params is not None else None, ".2f"), _f(row.gflops, ".2f")]
 
 
+def shown_columns(cells: list[list[str]]) -> list[int]:
+    """Column indexes to show: the optional ones (throughput, size, ...) only when some row has a value."""
+    optional = {COLUMNS.index(c) for c in ("img/s", "size MB", "params M", "GFLOPs", "mAP50-95", "ΔmAP50-95",
+                                           "mAP50", "e2e ms", "e2e p99")}
+    return [i for i in range(len(COLUMNS)) if i not in optional or any(c[i] != "–" for c in cells)]
+
+
 def unmeasured_line(row: "BenchRow") -> str:
     why = row.reason if row.status == "skipped" else row.error
     return f"{row.model} on {row.target}: {row.status}" + (f" ({why})" if why else "")
@@ -47,7 +54,8 @@ def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
              f"mAP on the validation split (Ultralytics validator) against batch-1 latency. Tables are sorted by "
              f"median {metric} latency. ★ marks the Pareto-optimal variants of a device (no other variant there is "
              f"both faster and more accurate). ΔmAP50-95 and speed-up ({metric} median) compare each row with the "
-             f"row marked *base*. *ran at* is the precision the runtime executed. Latency in milliseconds.", ""]
+             f"row marked *base*. *precision* is what the runtime executed (with the requested one when they differ). "
+             f"Latency in milliseconds.", ""]
     if not report.complete:
         lines += ["**This run is incomplete** (interrupted or in progress); rerun the same command to resume.", ""]
     if plot:
@@ -56,10 +64,13 @@ def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
     for group in report.groups():
         base = report.baseline(group)
         rows = report.table_rows(group)
-        lines += [f"## {group}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        for row in (r for r in rows if r in report.measured(rows)):
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in table_cells(report, row, base, pareto))
-                         + " |")
+        measured = report.measured(rows)
+        lines += [f"## {group}", ""]
+        if measured:
+            cells = [table_cells(report, row, base, pareto) for row in measured]
+            keep = shown_columns(cells)
+            lines += ["| " + " | ".join(COLUMNS[i] for i in keep) + " |", "|" + "---|" * len(keep)]
+            lines += ["| " + " | ".join(c[i].replace("|", "\\|") for i in keep) + " |" for c in cells]
         others = [r for r in rows if not (r.ok and r.latency(report.metric) is not None)]
         if others:
             lines += ["", "Not measured:", ""] + [f"- {unmeasured_line(r)}" for r in others]

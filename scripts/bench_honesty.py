@@ -1,0 +1,181 @@
+"""Honesty checks of the benchmark's measuring stick, against the vendors' own tools and Ultralytics.
+
+1. openvino: the harness's batch-1 OpenVINO latency against `benchmark_app -hint latency -api sync` on the same IR,
+   at the same inference precision and threads (agreement within +-10% expected).
+2. tensorrt: the harness's TensorRT latency against `trtexec` on the same engine (GPU machines; skipped elsewhere).
+3. map: the benchmark's PyTorch row mAP against `YOLO(model).val()` on the same settings (must be equal).
+4. spread: run-to-run spread of one row: min-max of the median latency over --repeats fresh measurements.
+
+The harness and the vendor tool are interleaved (ours, theirs, ours, theirs, ...) so a change in machine load
+hits both alike. Run it alone on the machine:
+
+    flock /tmp/yolo_optim_timing.lock python scripts/bench_honesty.py --imgsz 640 --out honesty.json
+
+Model and data default to the cached demo baseline (`yolo-optim baseline` builds it once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from yolo_optim.bench.artifacts import ExportSettings, cached_export
+from yolo_optim.bench.latency import TimingPlan, time_callable, torch_threads
+from yolo_optim.bench.pipeline import first_val_image, preprocess
+from yolo_optim.export.base import Target, get_backend
+from yolo_optim.models import file_sha256
+
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def _export(model: Path, target: Target, a: argparse.Namespace) -> Path:
+    artifact, _ = cached_export(model, file_sha256(model), target,
+                                ExportSettings(imgsz=a.imgsz, data=str(a.data), device=a.device, seed=0, workers=0))
+    return artifact
+
+
+def _ours(target: Target, artifact: Path, x: Any, plan: TimingPlan, threads: int) -> tuple[float, str]:
+    with torch_threads(threads):
+        runner = get_backend(target.backend).load_runner(artifact, threads=threads)
+        stats = time_callable(lambda: runner(x), plan)
+        return stats.median_ms, str(runner.executed_precision)
+
+
+def check_openvino(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
+    ok, why = get_backend("openvino").availability("cpu")
+    if not ok or not Path(tool).exists():
+        return {"status": "skipped", "reason": why or "benchmark_app not found (it ships with the openvino package)"}
+    target = Target("openvino", "cpu", a.precision)
+    artifact = _export(a.model, target, a)
+    xml = artifact if artifact.suffix == ".xml" else next(artifact.glob("*.xml"))
+    ours, theirs, executed = [], [], None
+    for _ in range(a.repeats):
+        ms, executed = _ours(target, artifact, x, plan, a.threads)
+        ours.append(ms)
+        cmd = [tool, "-m", str(xml), "-d", "CPU", "-hint", "latency", "-api", "sync", "-niter", str(a.runs)]
+        if executed in OV_PRECISION:
+            cmd += ["-infer_precision", OV_PRECISION[executed]]
+        if a.threads:
+            cmd += ["-nthreads", str(a.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        theirs.append(float(re.search(r"Median:\s*([\d.]+)\s*ms", out).group(1)))
+    ratio = median(ours) / median(theirs)
+    return {"status": "ok", "target": target.name, "executed_precision": executed, "artifact": str(xml),
+            "command": " ".join(cmd), "ours_median_ms": ours, "benchmark_app_median_ms": theirs,
+            "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.10}
+
+
+def _trtexec() -> str | None:
+    return shutil.which("trtexec") or next((p for p in ("/usr/src/tensorrt/bin/trtexec",
+                                                        "/usr/local/tensorrt/bin/trtexec") if Path(p).exists()), None)
+
+
+def check_tensorrt(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:
+    ok, why = get_backend("tensorrt").availability("gpu")
+    tool = _trtexec()
+    if not ok or tool is None:
+        return {"status": "skipped", "reason": why or "trtexec not found (TensorRT's bin folder)"}
+    from yolo_optim.export.base import _engine_header
+
+    target = Target("tensorrt", "gpu", a.trt_precision)
+    artifact = _export(a.model, target, a)
+    offset, _ = _engine_header(artifact)  # Ultralytics prefixes the engine with a JSON header trtexec cannot read
+    ours, latency, compute = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.engine"
+        raw.write_bytes(artifact.read_bytes()[offset:])
+        for _ in range(a.repeats):
+            ours.append(_ours(target, artifact, x, plan, 0)[0])
+            out = subprocess.run([tool, f"--loadEngine={raw}", f"--iterations={a.runs}", "--warmUp=500",
+                                  "--duration=0", "--useSpinWait"], capture_output=True, text=True, check=True).stdout
+            latency.append(float(re.search(r"Latency: min = [\d.]+ ms, max = [\d.]+ ms, mean = [\d.]+ ms, "
+                                           r"median = ([\d.]+) ms", out).group(1)))
+            compute.append(float(re.search(r"GPU Compute Time: min = [\d.]+ ms, max = [\d.]+ ms, mean = [\d.]+ ms, "
+                                           r"median = ([\d.]+) ms", out).group(1)))
+    ratio = median(ours) / median(latency)
+    return {"status": "ok", "target": target.name, "ours_median_ms": ours, "trtexec_latency_median_ms": latency,
+            "trtexec_gpu_compute_median_ms": compute, "ratio": ratio, "within_10pct": abs(ratio - 1) <= 0.10}
+
+
+def check_map(a: argparse.Namespace) -> dict[str, Any]:
+    from ultralytics import YOLO
+
+    from yolo_optim import benchmark
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = benchmark(model=str(a.model), data=str(a.data), targets="torch-cpu:fp32", imgsz=a.imgsz, batch=a.batch,
+                        warmup=1, runs=3, seconds=1, project=tmp, name="map")
+        row = rep.rows[0]
+        m = YOLO(str(a.model)).val(data=str(a.data), imgsz=a.imgsz, batch=a.batch, rect=False, plots=False,
+                                   device="cpu", project=tmp, name="val", verbose=False)
+        default = YOLO(str(a.model)).val(data=str(a.data), imgsz=a.imgsz, batch=a.batch, plots=False, device="cpu",
+                                         project=tmp, name="val_rect", verbose=False)
+    return {"status": row.status, "benchmark_map50_95": row.map50_95, "benchmark_map50": row.map50,
+            "yolo_val_map50_95": float(m.box.map), "yolo_val_map50": float(m.box.map50),
+            "equal": row.map50_95 == float(m.box.map) and row.map50 == float(m.box.map50),
+            "yolo_val_rect_default_map50_95": float(default.box.map), "settings": f"imgsz={a.imgsz} "
+            f"batch={a.batch} rect=False (the benchmark letterboxes every row square, like the exported models)"}
+
+
+def check_spread(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:
+    target = Target.parse(a.spread_target)
+    ok, why = get_backend(target.backend).supports(target)
+    if not ok:
+        return {"status": "skipped", "reason": why}
+    artifact = _export(a.model, target, a)
+    medians = [_ours(target, artifact, x, plan, a.threads)[0] for _ in range(a.repeats)]
+    lo, hi = min(medians), max(medians)
+    return {"status": "ok", "target": target.name, "medians_ms": medians, "min_ms": lo, "max_ms": hi,
+            "spread_pct": 100 * (hi - lo) / lo}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, help="a .pt checkpoint (default: the cached demo baseline)")
+    p.add_argument("--data", type=Path, help="data.yaml (default: the demo dataset)")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16, help="validation batch of the mAP check")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", help="OpenVINO precision to compare (fp32, bf16, fp16, int8)")
+    p.add_argument("--trt-precision", default="fp16")
+    p.add_argument("--spread-target", default="openvino-cpu:fp32")
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--checks", default="openvino,tensorrt,map,spread")
+    p.add_argument("--out", type=Path, help="write the figures as JSON here")
+    a = p.parse_args()
+    if a.model is None or a.data is None:
+        from yolo_optim.config import make_config
+        from yolo_optim.data.baseline import resolve_model_and_data
+
+        model, data = resolve_model_and_data(make_config("benchmark", {"model": a.model and str(a.model),
+                                                                        "data": a.data and str(a.data)}))
+        a.model, a.data = Path(model), Path(data)
+    plan = TimingPlan(warmup=a.warmup, runs=a.runs, seconds=a.seconds)
+    x = preprocess(first_val_image(a.data), a.imgsz)
+    checks = {"openvino": lambda: check_openvino(a, x, plan), "tensorrt": lambda: check_tensorrt(a, x, plan),
+              "map": lambda: check_map(a), "spread": lambda: check_spread(a, x, plan)}
+    results: dict[str, Any] = {"model": str(a.model), "data": str(a.data), "imgsz": a.imgsz, "runs": a.runs,
+                               "repeats": a.repeats, "threads": a.threads}
+    for name in a.checks.split(","):
+        results[name] = checks[name]()
+        print(f"{name}: {json.dumps(results[name], default=str)}", flush=True)
+    if a.out:
+        a.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

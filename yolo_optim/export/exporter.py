@@ -1,0 +1,237 @@
+"""`yolo-optim export` and `yolo_optim.export.export()`: validate inputs, export, guard accuracy, commit atomically.
+
+Everything is written into a temporary sibling of the run folder and moved into place only once the artifact is
+complete and has passed the guard, so a failure or a kill leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptimError
+from ..paths import run_dir, write_json_atomic
+from .artifact import LOG
+from .base import Target, get_backend, read_artifact_metadata, write_artifact_metadata
+from .calibration import CalibrationSet, calibration_set, dataset_info
+
+QUANTIZED = ("int8", "int8w")
+EXPORT_TASKS = ("detect", "segment", "pose")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """One finished export."""
+
+    path: Path  # what YOLO(path) loads: .onnx file, OpenVINO folder or .engine file
+    target: Target  # backend, device and precision
+    metadata: dict[str, Any]  # read_artifact_metadata(path)
+    save_dir: Path  # the run folder holding it
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """An ExportConfig plus what the exporter prepared: resolved data, calibration images, fallback settings.
+
+    Backends read it like the config (attributes not defined here come from `cfg`).
+    """
+
+    cfg: Any  # the ExportConfig
+    data: str | None  # dataset YAML, resolved
+    calibration: CalibrationSet | None = None  # INT8 calibration images
+    float_scope: int = 0  # 0: only the head's decode stays float; 1: also prediction convs and stem
+    accuracy_control: bool = False  # NNCF accuracy-aware quantization (OpenVINO)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "cfg":  # copy/pickle probe dunders before cfg exists
+            raise AttributeError(name)
+        return getattr(self.cfg, name)
+
+
+def export(model: Any, target: str | Target = "openvino-cpu", precision: str | None = None, data: str | None = None,
+           imgsz: int | None = None, **kwargs: Any) -> ExportResult:
+    """Export `model` (a .pt path or a YOLO object) to `target`; see cfg/default.yaml `export:` for the keys.
+
+    >>> export("best.pt", "openvino-cpu:int8", data="data.yaml", imgsz=640).path
+    """
+    from ..config import make_config
+
+    yolo = None
+    if model is not None and not isinstance(model, (str, Path)):
+        yolo, ckpt = model, getattr(model, "ckpt_path", None)
+        model = str(ckpt) if ckpt else "in-memory"
+    if isinstance(target, Target):
+        target, precision = target.runtime, precision or target.precision
+    overrides = {k: v for k, v in dict(model=None if model is None else str(model), target=target,
+                                       precision=precision, data=None if data is None else str(data),
+                                       imgsz=imgsz, **kwargs).items() if v is not None}
+    return run_export(make_config("export", overrides), yolo=yolo)
+
+
+def resolve_target(cfg: Any) -> Target:
+    """The target of a config: `target=openvino-cpu precision=int8` or `target=openvino-cpu:int8`."""
+    text = str(cfg.target)
+    if ":" in text:
+        given = text.partition(":")[2]
+        if cfg.precision not in ("fp32", given):  # fp32 is the default: the target's own precision wins over it
+            raise OptimError(f"target={text} says precision {given} but precision={cfg.precision}; give it once")
+        return Target.parse(text)
+    return Target.parse(text, precision=cfg.precision)
+
+
+def run_export(cfg: Any, yolo: Any = None) -> ExportResult:
+    """CLI entry: check everything cheap first, then export into a temporary folder and commit it."""
+    from ..models import load_yolo
+
+    target = resolve_target(cfg)
+    backend = get_backend(target.backend)
+    backend.check(target)
+    model, data = _model_and_data(cfg, target, yolo)
+    if yolo is None:
+        yolo = load_yolo(model, tasks=EXPORT_TASKS)
+    elif yolo.task not in EXPORT_TASKS:
+        raise OptimError(f"model task '{yolo.task}' cannot be exported here; supported: {', '.join(EXPORT_TASKS)}")
+    guarded = target.precision in QUANTIZED and cfg.guard != "off" and data is not None
+    if data is not None and (target.precision == "int8" or guarded):
+        dataset_info(data)
+    calib = calibration_set(data, cfg.imgsz, cfg.calib_images, cfg.seed) if target.precision == "int8" else None
+    save_dir = _output_dir(cfg)
+    job = ExportJob(cfg, data, calib)
+
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=_mkparent(save_dir)))
+    try:
+        artifact = Path(backend.export(yolo, target, job, tmp))
+        guard = None
+        if guarded:
+            tmp, artifact, guard = _guard(backend, yolo, target, job, tmp, artifact, model)
+        elif target.precision in QUANTIZED:
+            _add_metadata(artifact, accuracy_guard={"skipped": "guard=off" if cfg.guard == "off" else "no data="})
+        meta = read_artifact_metadata(artifact)
+        write_json_atomic(tmp / "export.json", {"artifact": artifact.name, "target": target.name,
+                                                "seconds": round(time.perf_counter() - t0, 1),
+                                                "accuracy_guard": guard.to_dict() if guard else None,
+                                                "config": cfg.to_dict(), "metadata": meta})
+        final = _commit(tmp, save_dir) / artifact.name
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if guard is not None:
+        LOG.info("accuracy guard: FP32 %.4f, %s %.4f (drop %.4f, max %.4f)", guard.reference, target.precision,
+                 guard.quantized, guard.drop, guard.max_drop)
+    print(f"Exported {target.name}: {final}")
+    return ExportResult(final, target, read_artifact_metadata(final), save_dir)
+
+
+def _model_and_data(cfg: Any, target: Target, yolo: Any) -> tuple[str, str | None]:
+    if cfg.model is None and yolo is None:
+        if cfg.data is not None:
+            raise OptimError("data= is set but model= is empty; pass model=your_weights.pt too")
+        from ..data.baseline import resolve_model_and_data
+
+        return resolve_model_and_data(cfg)  # the demo baseline with its own dataset
+    if cfg.data is None and target.precision == "int8":
+        raise OptimError(f"precision=int8 needs data= (a dataset YAML): its training images calibrate the "
+                         f"quantization and its validation images check the accuracy; or use precision=int8w")
+    return str(cfg.model), cfg.data
+
+
+def _output_dir(cfg: Any) -> Path:
+    """The run folder; an explicitly named one that exists is an error unless exist_ok (defaults are numbered)."""
+    from ..config import defaults
+
+    base = Path(cfg.project) if cfg.project else Path("runs") / "optim" / "export"
+    named = base / cfg.name
+    if cfg.name != defaults("export")["name"] and named.exists() and not cfg.exist_ok:
+        raise OptimError(f"the output folder {named} already exists; pass exist_ok=True to add to it or choose "
+                         f"another name=")
+    if named.exists() and not named.is_dir():
+        raise OptimError(f"{named} exists and is not a folder; choose another name=")
+    return run_dir("export", cfg.project, cfg.name, cfg.exist_ok)
+
+
+def _mkparent(save_dir: Path) -> Path:
+    save_dir.parent.mkdir(parents=True, exist_ok=True)
+    return save_dir.parent
+
+
+def _commit(tmp: Path, save_dir: Path) -> Path:
+    """Rename the finished temporary folder into place, or move its entries into an existing run folder."""
+    shutil.rmtree(tmp / ".work", ignore_errors=True)
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp made it private; a run folder is as readable as any other
+    if not save_dir.exists():
+        tmp.rename(save_dir)
+        return save_dir
+    for item in tmp.iterdir():
+        dest = save_dir / item.name
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old")
+            dest.rename(old)
+            item.rename(dest)
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        else:
+            item.rename(dest)
+    tmp.rmdir()
+    return save_dir
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _add_metadata(artifact: Path, **fields: Any) -> None:
+    from .base import META_KEY, _read_raw_metadata
+
+    ours = _read_raw_metadata(artifact).get(META_KEY) or {}
+    if isinstance(ours, str):
+        import json
+
+        ours = json.loads(ours)
+    write_artifact_metadata(artifact, {**ours, **fields})
+
+
+def _guard(backend: Any, yolo: Any, target: Target, job: ExportJob, tmp: Path, artifact: Path,
+           model: str) -> tuple[Path, Path, Any]:
+    """Validate the artifact; under guard=strict retry the backend's fallbacks until one passes, else fail."""
+    from .guard import check_artifact, reference_map
+
+    cfg = job.cfg
+    source = model if Path(model).is_file() else tmp / ".work" / "model.pt"
+    if not Path(source).is_file():
+        yolo.save(str(source))
+    ref = reference_map(source, job.data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers)
+    result = check_artifact(artifact, ref, job.data, cfg.max_drop, cfg.guard, workers=cfg.workers)
+    if not result.passed and cfg.guard == "strict" and target.precision == "int8":
+        attempts = [{"settings": {"float_scope": job.float_scope}, "quantized": result.quantized}]
+        for change in backend.fallbacks:
+            LOG.warning("accuracy guard: %s; retrying with %s", result.message(target.name), change)
+            alt = Path(tempfile.mkdtemp(prefix=f".{tmp.name}-fallback-", dir=tmp.parent))
+            try:
+                alt_artifact = Path(backend.export(yolo, target, replace(job, **change), alt))
+                result = check_artifact(alt_artifact, ref, job.data, cfg.max_drop, cfg.guard, attempts,
+                                        cfg.workers)
+            except BaseException:
+                shutil.rmtree(alt, ignore_errors=True)
+                raise
+            attempts.append({"settings": change, "quantized": result.quantized})
+            if result.passed:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp, artifact = alt, alt_artifact
+                _add_metadata(artifact, fallback=change)
+                break
+            shutil.rmtree(alt, ignore_errors=True)
+    if not result.passed and cfg.guard == "strict":
+        tried = f" after trying {len(backend.fallbacks)} fallback(s)" if target.precision == "int8" \
+            and backend.fallbacks else ""
+        raise OptimError(f"accuracy guard: {result.message(target.name)}{tried}; nothing was written. Raise "
+                         f"max_drop=, calibrate on more images (calib_images=) or use a float precision")
+    _add_metadata(artifact, accuracy_guard=result.to_dict())
+    return tmp, artifact, result

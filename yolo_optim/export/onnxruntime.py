@@ -1,0 +1,276 @@
+"""ONNX Runtime backend: FP32 (Ultralytics' ONNX), FP16, INT8 weights-only and INT8 static QDQ, per channel.
+
+The INT8 format is chosen per CPU, because it decides whether INT8 is faster at all: ONNX Runtime's x86 int8
+kernels (MLAS) multiply unsigned activations by signed weights (U8S8, with VNNI/AMX); signed activations fall off
+that path and run several times slower than FP32, which is why a naive INT8 ONNX export is slower than FP32.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import OptimError, missing_extra
+from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem, place
+from .base import Backend, Target, read_artifact_metadata, register_backend, write_artifact_metadata
+from .calibration import calibration_for
+from .graph import find_head_scope, level_grids, onnx_nodes
+
+WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def int8_scheme() -> dict[str, Any]:
+    """The activation/weight types and format that make INT8 fast on this CPU (measured in scripts/bench_export.py).
+
+    x86 with VNNI/AMX: U8 activations x S8 weights, the fast MLAS path. x86 without VNNI: the same types with 7-bit
+    weights (reduce_range) so the 16-bit intermediate sums of AVX2's vpmaddubsw cannot saturate. ARM: U8S8 as well
+    (its int8 dot-product kernels take either; unsigned activations keep one code path).
+    """
+    flags = cpu_flags()
+    vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    return {"activation_type": "QUInt8", "weight_type": "QInt8", "format": "QOperator",
+            "reduce_range": bool(x86 and not vnni), "cpu_int8_dot": "vnni/amx" if vnni else "none"}
+
+
+@register_backend
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    devices = ("cpu",)
+    precisions = ("fp32", "fp16", "int8w", "int8")
+    extra = None  # onnxruntime is a core dependency
+    package = "onnxruntime"
+    fallbacks = ({"float_scope": 1},)
+
+    def availability(self, device: str = "cpu") -> tuple[bool, str]:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False, str(missing_extra("onnxruntime", self.extra))
+        if device != "cpu" or "CPUExecutionProvider" not in ort.get_available_providers():
+            return False, f"onnxruntime has no execution provider for device '{device}'"
+        return True, ""
+
+    def supports(self, target: Target) -> tuple[bool, str]:
+        ok, why = super().supports(target)
+        if ok and target.precision == "fp16" and not cpu_runs_fp16():
+            return False, ("this CPU's onnxruntime has no fp16 kernels (it would cast every layer back to fp32, so "
+                           "an 'fp16' label would be false); use precision=fp32, int8w or int8, or openvino-cpu:fp16")
+        return ok, why
+
+    # ------------------------------------------------------------------------------------------------ export
+    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+        self.check(target)
+        import onnx
+
+        out_dir = Path(out_dir)
+        source = StagedSource(yolo, out_dir, bool(getattr(cfg, "verbose", False)))
+        fp32 = source.export("onnx", int(cfg.imgsz))
+        extra: dict[str, Any] = {}
+        if target.precision == "fp32":
+            produced = fp32
+        elif target.precision == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            produced = source.work / "fp16.onnx"
+            onnx.save(convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True), str(produced))
+        elif target.precision == "int8w":
+            produced = source.work / "int8w.onnx"
+            count = quantize_weights_only(fp32, produced)
+            extra["quantization"] = {"method": "weights-only int8, symmetric per output channel (DequantizeLinear)",
+                                     "layers": count}
+        else:
+            produced, extra = self._quantize_static(fp32, source, cfg)
+        final = place(produced, out_dir / f"{artifact_stem(source, target)}.onnx")
+        _copy_ultralytics_metadata(fp32, final)
+        meta = artifact_metadata(target, cfg, source, self.package, executed_precision=target.precision, **extra)
+        write_artifact_metadata(final, meta)
+        source.cleanup()
+        return final
+
+    def _quantize_static(self, fp32: Path, source: StagedSource, cfg: Any) -> tuple[Path, dict[str, Any]]:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        calib = calibration_for(cfg)
+        pre = source.work / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        level = int(getattr(cfg, "float_scope", 0))
+        scope = find_head_scope(onnx_nodes(onnx.load(str(pre))), level_grids(int(cfg.imgsz), source.strides))
+        excluded = scope.names(level)
+        scheme = int8_scheme()
+        out = source.work / "int8.onnx"
+        logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs per-tensor notes on the root
+        quantize_static(str(pre), str(out), _CalibrationReader(pre, calib), quant_format=getattr(
+            QuantFormat, scheme["format"]), activation_type=getattr(QuantType, scheme["activation_type"]),
+            weight_type=getattr(QuantType, scheme["weight_type"]), per_channel=True,
+            reduce_range=scheme["reduce_range"], nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        return out, {"calibration": calib.info(), "quantization": {
+            "method": "static post-training quantization (onnxruntime.quantization), MinMax calibration",
+            **scheme, "per_channel": True, "float_scope_level": level, "float_nodes": len(excluded)}}
+
+    # ------------------------------------------------------------------------------------------------ run
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> "OnnxRuntimeRunner":
+        ok, why = self.availability("cpu")
+        if not ok:
+            raise OptimError(f"cannot run {artifact}: {why}")
+        return OnnxRuntimeRunner(Path(artifact), threads)
+
+
+class OnnxRuntimeRunner:
+    """An InferenceSession on the CPU execution provider with all graph optimizations and fixed threads."""
+
+    def __init__(self, path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise OptimError(f"{path} does not exist; give the .onnx file an export wrote")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        if threads > 0:
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
+        self.metadata = read_artifact_metadata(path)
+        self.executed_precision = self.metadata.get("executed_precision", self.metadata.get("precision", "fp32"))
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(self.output_names, {self.input_name: x})
+
+
+class _CalibrationReader:
+    """onnxruntime.quantization's CalibrationDataReader over a CalibrationSet (re-iterable via rewind)."""
+
+    def __init__(self, model_path: Path, calib: Any) -> None:
+        import onnx
+
+        self.input_name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
+        self.calib = calib
+        self.rewind()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self._it, None)
+        return None if x is None else {self.input_name: x}
+
+    def rewind(self) -> None:
+        self._it = iter(self.calib)
+
+
+def quantize_weights_only(src: Path, dst: Path) -> int:
+    """Store every conv/gemm weight as int8 (symmetric, per output channel) behind a DequantizeLinear.
+
+    Activations stay float: the compute runs in fp32 with the weights dequantized, the file shrinks about 4x.
+    Returns the number of quantized layers.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    if max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0) < 13:
+        raise OptimError(f"{src.name} uses ONNX opset < 13, which has no per-channel DequantizeLinear; re-export it")
+    inits = {t.name: t for t in model.graph.initializer}
+    users: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    new_nodes, count = [], 0
+    for node in model.graph.node:
+        w_name = node.input[1] if node.op_type in WEIGHT_OPS and len(node.input) > 1 else None
+        tensor = inits.get(w_name) if w_name else None
+        if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT or users.get(w_name, 0) != 1:
+            new_nodes.append(node)
+            continue
+        w = numpy_helper.to_array(tensor).astype(np.float32)
+        axis = 1 if node.op_type == "ConvTranspose" or (node.op_type == "Gemm" and not _attr(node, "transB")) else 0
+        moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+        scale = np.maximum(np.abs(moved).max(axis=1) / 127.0, 1e-12).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        model.graph.initializer.remove(tensor)
+        model.graph.initializer.extend([numpy_helper.from_array(q, f"{w_name}_int8"),
+                                        numpy_helper.from_array(scale, f"{w_name}_scale")])
+        new_nodes.append(helper.make_node("DequantizeLinear", [f"{w_name}_int8", f"{w_name}_scale"], [w_name],
+                                          name=f"{w_name}_dequantize", axis=axis))
+        new_nodes.append(node)
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    onnx.save(model, str(dst))
+    return count
+
+
+def _attr(node: Any, name: str) -> Any:
+    from onnx import helper
+
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), 0)
+
+
+def _copy_ultralytics_metadata(src: Path, dst: Path) -> None:
+    """Quantizers drop metadata_props; put Ultralytics' (stride, names, imgsz, ...) back so YOLO(path) loads it."""
+    import onnx
+
+    src_props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
+    model = onnx.load(str(dst))
+    have = {p.key for p in model.metadata_props}
+    for k, v in src_props.items():
+        if k not in have:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = k, v
+    onnx.save(model, str(dst))
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_runs_fp16() -> bool:
+    """Whether onnxruntime's CPU provider runs an fp16 Conv natively (no Cast back to fp32 inserted)."""
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return False
+    w = numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float16), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 4, 8, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        except Exception:  # no fp16 Conv kernel at all
+            return False
+        ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    LOG.debug("onnxruntime fp16 probe ops: %s", ops)
+    return "Cast" not in ops

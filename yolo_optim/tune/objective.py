@@ -1,0 +1,154 @@
+"""What a search maximises: Ultralytics' fitness, any metric a trial logs, or accuracy under a latency budget.
+
+Latency depends on the architecture (`model`) and the input size (`imgsz`) and on no training hyperparameter, so it
+is measured once per (model, imgsz) pair before the first trial starts, on this machine and alone (never while
+trials train beside it), exported to the target backend through the export contract and timed with the benchmark
+harness. The table is saved in the run folder and reused on resume.
+
+The latency-aware objective is MnasNet's (Tan et al., 2019): fitness x (latency / budget) ^ w, with
+  - latency_weight = 0 (a budget): w = 0 within the budget and -1 beyond it, so a model twice as slow as allowed
+    keeps half its fitness: any model within the budget beats a slower one of equal accuracy;
+  - latency_weight = b > 0 (a weighted term): w = -b everywhere, a smooth trade (MnasNet uses b = 0.07: 10 %
+    faster is worth about 0.7 % relative accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import OptimError
+
+FITNESS = "fitness"
+LATENCY = "latency"
+# Metric names Ultralytics' detection trainer logs every epoch (other tasks add their own, e.g. "(M)" for masks).
+COMMON_METRICS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+                  "val/box_loss", "val/cls_loss", "val/dfl_loss", "train/box_loss", "train/cls_loss", "train/dfl_loss")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How each epoch's metrics become the one number the searcher and the scheduler see."""
+
+    metric: str = FITNESS  # 'fitness', 'latency' (fitness with latency) or a logged metric name
+    mode: str = "max"  # max or min
+    latency_target: str = ""  # <backend>-<device>:<precision> the latency is measured on
+    latency_budget: float = 0.0  # ms; the budget (or reference latency for a weighted term)
+    latency_weight: float = 0.0  # 0 = hard-ish budget, > 0 = weighted term exponent
+
+    @property
+    def uses_latency(self) -> bool:
+        return self.metric == LATENCY
+
+    def value(self, metrics: dict[str, float], latency_ms: float | None = None) -> float:
+        """The objective of one epoch; `metrics` holds 'fitness' and every logged metric."""
+        if self.metric == LATENCY:
+            if latency_ms is None:
+                raise RuntimeError("the latency objective has no measured latency for this trial's model and imgsz")
+            return latency_objective(metrics[FITNESS], latency_ms, self.latency_budget, self.latency_weight)
+        if self.metric not in metrics:
+            raise KeyError(f"objective '{self.metric}' is not among the logged metrics: {', '.join(sorted(metrics))}")
+        return float(metrics[self.metric])
+
+
+def make_objective(metric: str, mode: str, latency_target: str, latency_budget: float,
+                   latency_weight: float) -> Objective:
+    """Validate the objective settings (one-line errors) and build the Objective."""
+    metric = (metric or FITNESS).strip()
+    if metric not in (FITNESS, LATENCY) and "/" not in metric:
+        raise OptimError(f"objective={metric} is unknown; use fitness, latency or a logged metric such as "
+                         f"{', '.join(COMMON_METRICS[:4])}")
+    if mode == "auto":
+        mode = "min" if "loss" in metric else "max"
+    if mode not in ("max", "min"):
+        raise OptimError(f"objective_mode={mode} is not allowed; choose auto, max or min")
+    if metric == LATENCY:
+        if mode != "max":
+            raise OptimError("objective=latency is maximised; set objective_mode=auto or max")
+        if latency_budget <= 0:
+            raise OptimError("objective=latency needs latency_budget=<milliseconds> (the budget or reference latency)")
+        if not latency_target:
+            raise OptimError("objective=latency needs latency_target=<backend>-<device>:<precision>, "
+                             "e.g. onnxruntime-cpu:fp32")
+        from ..export.base import Target, get_backend
+
+        target = Target.parse(latency_target)
+        get_backend(target.backend).check(target)
+        latency_target = target.name
+    return Objective(metric, mode, latency_target, float(latency_budget), float(latency_weight))
+
+
+def latency_objective(fitness: float, latency_ms: float, budget_ms: float, weight: float) -> float:
+    """fitness x (latency / budget) ^ w, w as the module docstring explains."""
+    ratio = latency_ms / budget_ms
+    w = -weight if weight > 0 else (0.0 if ratio <= 1 else -1.0)
+    return float(fitness) * math.pow(ratio, w)
+
+
+def latency_key(model: str, imgsz: int) -> str:
+    return f"{model}@{int(imgsz)}"
+
+
+def measure_latency_table(pairs: list[tuple[str, int]], objective: Objective, data: str, device: str,
+                          cache: Path, threads: int = 0, log: Any = print) -> dict[str, float]:
+    """Median latency in ms for every (model, imgsz) pair; pairs already in `cache` (a JSON file) are kept."""
+    from ..paths import write_json_atomic
+
+    table: dict[str, float] = {}
+    if cache.is_file():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved.get("target") == objective.latency_target:
+            table = {k: float(v) for k, v in saved.get("median_ms", {}).items()}
+    for model, imgsz in pairs:
+        key = latency_key(model, imgsz)
+        if key in table:
+            continue
+        table[key] = _median_latency_ms(model, imgsz, objective.latency_target, data, device, threads)
+        log(f"latency {objective.latency_target} {key}: {table[key]:.2f} ms")
+        write_json_atomic(cache, {"target": objective.latency_target, "threads": threads, "median_ms": table})
+    return table
+
+
+def _median_latency_ms(model: str, imgsz: int, target_text: str, data: str, device: str, threads: int) -> float:
+    """Export `model` at `imgsz` to the target and time raw batch-1 inference with the benchmark harness."""
+    import numpy as np
+
+    from ..bench.latency import TimingPlan, time_callable, torch_threads
+    from ..config import make_config
+    from ..export.base import Target, get_backend
+
+    target = Target.parse(target_text)
+    backend = get_backend(target.backend)
+    with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
+        yolo = _model_for_data(model, data, Path(tmp))
+        cfg = make_config("export", {"model": model, "data": data, "imgsz": imgsz, "batch": 1, "device": device,
+                                     "target": target.runtime, "precision": target.precision, "guard": "off"})
+        artifact = backend.export(yolo, target, cfg, Path(tmp) / "artifact")
+        with torch_threads(threads):
+            runner = backend.load_runner(artifact, threads=threads)
+            x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+            stats = time_callable(lambda: runner(x), TimingPlan(warmup=5, runs=50, seconds=3.0, min_runs=10))
+            del runner
+    return stats.median_ms
+
+
+def _model_for_data(model: str, data: str, tmp: Path) -> Any:
+    """The model a trial would train: a model YAML is built with the dataset's class count, as training does."""
+    from ..models import load_yolo
+
+    if Path(model).suffix not in (".yaml", ".yml"):
+        return load_yolo(model)
+    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
+
+    cfg = yaml_model_load(model)  # resolves packaged names and the scale letter (yolo11n.yaml -> scale n)
+    names = yaml.safe_load(Path(data).read_text(encoding="utf-8")).get("names") or {}
+    cfg["nc"] = len(names)
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = tmp / Path(model).name
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return load_yolo(str(out))
