@@ -119,7 +119,7 @@ class PruneConfig(CommonConfig):
 class TuneConfig(CommonConfig):
     space: str  # search-space YAML
     search: str = key(choices=("grid", "random", "bayes", "evolve"))  # searcher
-    scheduler: str = key(choices=("asha", "hyperband", "none"))  # early stopping
+    scheduler: str | None = key(choices=("asha", "hyperband", "none"))  # early stopping; None = none
     trials: int = key(ge=1)  # trials
     epochs: int = key(ge=1)  # epochs per trial
     concurrency: int = key(ge=1)  # trials at once

@@ -7,12 +7,14 @@ written into a temporary folder and renamed into the cache only when complete, s
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import OptimError
 from ..export.base import Target, get_backend
@@ -72,20 +74,34 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
     cfg = export_config(target, source, s)
     key = artifact_key(source_sha, target, cfg, s.hardware)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    folder = (root or cache_dir() / "artifacts") / f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
+    name = f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
+    folder = (root or cache_dir() / "artifacts") / name
     record = folder / "artifact.json"
-    if record.is_file():
-        path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
-        if path.exists():
-            return path, True
-    with atomic_dir(folder, overwrite=True) as tmp:
-        produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, cfg, tmp))
-        try:
-            rel = produced.resolve().relative_to(tmp.resolve())
-        except ValueError:
-            raise OptimError(f"the {target.backend} export wrote {produced} outside its output folder") from None
-        (tmp / "artifact.json").write_text(json.dumps({"artifact": str(rel), "key": key}, indent=2), encoding="utf-8")
+    with _locked(folder.with_name(f".{name}.lock")):  # two benchmarks on one machine export an artifact once
+        if record.is_file():
+            path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
+            if path.exists():
+                return path, True
+        with atomic_dir(folder, overwrite=True) as tmp:
+            produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, cfg, tmp))
+            try:
+                rel = produced.resolve().relative_to(tmp.resolve())
+            except ValueError:
+                raise OptimError(f"the {target.backend} export wrote {produced} outside its output folder") from None
+            (tmp / "artifact.json").write_text(json.dumps({"artifact": str(rel), "key": key}, indent=2),
+                                               encoding="utf-8")
     return folder / rel, False
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def size_on_disk_mb(path: str | Path) -> float:

@@ -94,6 +94,22 @@ def _throughput(runner: Any, x1: np.ndarray, s: MeasureSettings, sync: Any) -> t
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
+def _time_artifact(backend: Any, artifact: Path, target: Target, s: MeasureSettings, image: np.ndarray,
+                   end2end: bool | None) -> tuple[Any, Any, Any, str | None, str]:
+    """Inference-only and end-to-end batch-1 latency (and throughput when asked) of one loaded artifact."""
+    sync = _sync_for(target)
+    throughput = throughput_error = None
+    with torch_threads(s.threads):
+        runner = backend.load_runner(artifact, threads=s.threads)
+        hw = _input_hw(runner, s.imgsz)
+        x = preprocess(image, hw)
+        inference = time_callable(lambda: runner(x), s.plan, sync)
+        end_to_end = time_callable(end_to_end_callable(runner, image, hw, end2end), s.plan, sync)
+        if s.throughput_batch > 1:
+            throughput, throughput_error = _throughput(runner, x, s, sync)
+        return inference, end_to_end, throughput, throughput_error, str(runner.executed_precision)
+
+
 def measure_variant(variant: Variant, target: Target, s: MeasureSettings, run_id: str, hardware: str,
                     image: np.ndarray, complexity: tuple[int, float | None] | None = None) -> BenchRow:
     """Export (or reuse) the artifact, time raw and end-to-end inference at batch 1, then validate for mAP.
@@ -110,18 +126,9 @@ def measure_variant(variant: Variant, target: Target, s: MeasureSettings, run_id
     if meta.get("source_sha256") not in (None, variant.sha256):
         raise OptimError(f"{artifact} was exported from another model (source sha256 {meta['source_sha256'][:12]}, "
                          f"expected {variant.sha256[:12]}); delete it and rerun")
-    sync = _sync_for(target)
-    throughput = throughput_error = None
-    with torch_threads(s.threads):
-        runner = backend.load_runner(artifact, threads=s.threads)
-        hw = _input_hw(runner, s.imgsz)
-        x = preprocess(image, hw)
-        inference = time_callable(lambda: runner(x), s.plan, sync)
-        end_to_end = time_callable(end_to_end_callable(runner, image, hw, meta.get("end2end")), s.plan, sync)
-        if s.throughput_batch > 1:
-            throughput, throughput_error = _throughput(runner, x, s, sync)
-        executed = str(runner.executed_precision)
-        del runner  # free the runtime before the validator loads its own copy
+    # the runtime is loaded inside _time_artifact and freed when it returns, before the validator loads its copy
+    inference, end_to_end, throughput, throughput_error, executed = _time_artifact(
+        backend, artifact, target, s, image, meta.get("end2end"))
     acc = validate_row(artifact, target, s.data, s.imgsz, batch=s.batch, device=s.device, threads=s.threads,
                        workers=s.workers) if s.accuracy else None
     params, gflops = complexity or model_complexity(variant.path, s.imgsz)

@@ -23,6 +23,7 @@ from ..report.schema import SCHEMA_VERSION
 from .environment import capture_environment, hardware_name
 from .latency import TimingPlan
 from .measure import MeasureSettings, Variant, base_row, measure_variant, now, row_key
+from .pipeline import first_val_image, val_image_files
 
 if TYPE_CHECKING:
     from ..config import BenchmarkConfig
@@ -130,8 +131,6 @@ def run_benchmark(cfg: "BenchmarkConfig") -> Report:
     targets = parse_targets(cfg.targets)
     model_text, data = resolve_model_and_data(cfg)
     variants = _variants(model_text)
-    from .pipeline import first_val_image, val_image_files
-
     image = first_val_image(data)
     plan = TimingPlan(warmup=cfg.warmup, runs=cfg.runs, seconds=cfg.seconds)
     settings = MeasureSettings(imgsz=cfg.imgsz, data=str(Path(data).resolve()), plan=plan, threads=cfg.threads,
@@ -217,5 +216,5 @@ def benchmark(model: str | Path | list[str | Path] | None = None, data: str | Pa
     def joined(v: Any) -> Any:
         return ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else (str(v) if isinstance(v, Path) else v)
 
-    values = {k: joined(v) for k, v in {"model": model, "data": data, "targets": targets}.items() if v is not None}
-    return run_benchmark(make_config("benchmark", {**values, **overrides}))
+    values = {k: v for k, v in {"model": model, "data": data, "targets": targets}.items() if v is not None}
+    return run_benchmark(make_config("benchmark", {k: joined(v) for k, v in {**values, **overrides}.items()}))

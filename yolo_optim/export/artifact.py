@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import OptimError
 from ..models import checkpoint_path, file_sha256
@@ -14,6 +15,19 @@ from .base import Target
 
 LOG = logging.getLogger("yolo_optim.export")
 WORK = ".work"  # scratch folder inside an export's output folder, removed once the artifact is complete
+
+
+@contextlib.contextmanager
+def quiet_ultralytics(verbose: bool = False) -> Iterator[None]:
+    """Ultralytics' info logs and progress bars off for the block (its warnings stay), unless verbose."""
+    logger = logging.getLogger("ultralytics")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class StagedSource:
@@ -45,18 +59,13 @@ class StagedSource:
 
     def export(self, fmt: str, imgsz: int, half: bool = False) -> Path:
         """Ultralytics' own export at a static batch-1 shape: the FP32 graph and its metadata."""
-        quiet = logging.getLogger("ultralytics")
-        level = quiet.level
-        if not self.verbose:  # the exporter prints usage hints that name our scratch folder; keep its warnings
-            quiet.setLevel(logging.WARNING)
-        try:
-            out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, half=half, int8=False,
-                                   device="cpu", nms=False, simplify=True, verbose=False)
+        try:  # quiet: the exporter prints usage hints that name our scratch folder; its warnings still show
+            with quiet_ultralytics(self.verbose):
+                out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, device="cpu", nms=False,
+                                       quantize=16 if half else None, simplify=True, verbose=False)
         except Exception as e:
             raise OptimError(f"Ultralytics could not export the model to {fmt} ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
-        finally:
-            quiet.setLevel(level)
         return Path(out)
 
     def cleanup(self) -> None:

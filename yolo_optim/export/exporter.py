@@ -11,13 +11,16 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import OptimError
 from ..paths import run_dir, write_json_atomic
 from .artifact import LOG
 from .base import Target, get_backend, read_artifact_metadata, write_artifact_metadata
 from .calibration import CalibrationSet, calibration_set, dataset_info
+
+if TYPE_CHECKING:
+    from .validate import MapResult
 
 QUANTIZED = ("int8", "int8w")
 EXPORT_TASKS = ("detect", "segment", "pose")
@@ -53,8 +56,11 @@ class ExportJob:
 
 
 def export(model: Any, target: str | Target = "openvino-cpu", precision: str | None = None, data: str | None = None,
-           imgsz: int | None = None, **kwargs: Any) -> ExportResult:
+           imgsz: int | None = None, reference: "MapResult | None" = None, **kwargs: Any) -> ExportResult:
     """Export `model` (a .pt path or a YOLO object) to `target`; see cfg/default.yaml `export:` for the keys.
+
+    `reference`: the FP32 source's mAP when already known (e.g. from a benchmark), so the accuracy guard does not
+    validate the source again.
 
     >>> export("best.pt", "openvino-cpu:int8", data="data.yaml", imgsz=640).path
     """
@@ -69,7 +75,7 @@ def export(model: Any, target: str | Target = "openvino-cpu", precision: str | N
     overrides = {k: v for k, v in dict(model=None if model is None else str(model), target=target,
                                        precision=precision, data=None if data is None else str(data),
                                        imgsz=imgsz, **kwargs).items() if v is not None}
-    return run_export(make_config("export", overrides), yolo=yolo)
+    return run_export(make_config("export", overrides), yolo=yolo, reference=reference)
 
 
 def resolve_target(cfg: Any) -> Target:
@@ -83,7 +89,7 @@ def resolve_target(cfg: Any) -> Target:
     return Target.parse(text, precision=cfg.precision)
 
 
-def run_export(cfg: Any, yolo: Any = None) -> ExportResult:
+def run_export(cfg: Any, yolo: Any = None, reference: "MapResult | None" = None) -> ExportResult:
     """CLI entry: check everything cheap first, then export into a temporary folder and commit it."""
     from ..models import load_yolo
 
@@ -108,7 +114,7 @@ def run_export(cfg: Any, yolo: Any = None) -> ExportResult:
         artifact = Path(backend.export(yolo, target, job, tmp))
         guard = None
         if guarded:
-            tmp, artifact, guard = _guard(backend, yolo, target, job, tmp, artifact, model)
+            tmp, artifact, guard = _guard(backend, yolo, target, job, tmp, artifact, model, reference)
         elif target.precision in QUANTIZED:
             _add_metadata(artifact, accuracy_guard={"skipped": "guard=off" if cfg.guard == "off" else "no data="})
         meta = read_artifact_metadata(artifact)
@@ -199,15 +205,17 @@ def _add_metadata(artifact: Path, **fields: Any) -> None:
 
 
 def _guard(backend: Any, yolo: Any, target: Target, job: ExportJob, tmp: Path, artifact: Path,
-           model: str) -> tuple[Path, Path, Any]:
+           model: str, ref: "MapResult | None" = None) -> tuple[Path, Path, Any]:
     """Validate the artifact; under guard=strict retry the backend's fallbacks until one passes, else fail."""
     from .guard import check_artifact, reference_map
 
     cfg = job.cfg
-    source = model if Path(model).is_file() else tmp / ".work" / "model.pt"
-    if not Path(source).is_file():
-        yolo.save(str(source))
-    ref = reference_map(source, job.data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers)
+    if ref is None:
+        source = model if Path(model).is_file() else tmp / "reference.pt"
+        if not Path(source).is_file():
+            yolo.save(str(source))
+        ref = reference_map(source, job.data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers)
+        Path(tmp / "reference.pt").unlink(missing_ok=True)
     result = check_artifact(artifact, ref, job.data, cfg.max_drop, cfg.guard, workers=cfg.workers)
     if not result.passed and cfg.guard == "strict" and target.precision == "int8":
         attempts = [{"settings": {"float_scope": job.float_scope}, "quantized": result.quantized}]

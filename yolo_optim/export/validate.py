@@ -57,7 +57,9 @@ def _module(infer: Callable[[np.ndarray], Any], names: dict[int, str], task: str
 def val_callable(infer: Callable[[np.ndarray], Any], data: str | Path, imgsz: int, names: dict[int, str],
                  task: str = "detect", kpt_shape: Any = None, workers: int = 0) -> MapResult:
     """mAP of a raw-inference callable (NCHW float32 [0, 1] in, the model's raw outputs out) on data's val split."""
-    with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp:
+    from .artifact import quiet_ultralytics
+
+    with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp, quiet_ultralytics():
         args = dict(data=str(data), imgsz=int(imgsz), batch=1, rect=False, plots=False, verbose=False,
                     save_json=False, device="cpu", workers=workers, task=task, mode="val", half=False,
                     project=tmp, name="val", exist_ok=True)
@@ -83,7 +85,9 @@ def val_checkpoint(weights: str | Path, data: str | Path, imgsz: int, batch: int
     """mAP of the PyTorch source, letterboxed square (rect=False) like the static-shape exports it is compared to."""
     from ultralytics import YOLO
 
-    with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp:
+    from .artifact import quiet_ultralytics
+
+    with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp, quiet_ultralytics():
         m = YOLO(str(weights)).val(data=str(data), imgsz=int(imgsz), batch=batch, rect=False, plots=False,
                                    verbose=False, save_json=False, device=device, workers=workers, project=tmp,
                                    name="val", exist_ok=True)

@@ -53,6 +53,10 @@ def report_html(report: "Report", png: Path | None) -> str:
                 cls = " ".join(k for k, on in (("pareto", id(row) in pareto), ("base", row is base)) if on)
                 parts.append(f"<tr class='{cls}'>" + "".join(f"<td>{e(c[i])}</td>" for i in keep) + "</tr>")
             parts.append("</table>")
+        notes = [r for r in measured if r.throughput_error]
+        if notes:
+            parts.append("<p>No throughput:</p><ul>" + "".join(
+                f"<li>{e(f'{r.model} on {r.target}: {r.throughput_error}')}</li>" for r in notes) + "</ul>")
         others = [r for r in rows if r not in measured]
         if others:
             parts.append("<p>Not measured:</p><ul>" + "".join(f"<li>{e(unmeasured_line(r))}</li>" for r in others)

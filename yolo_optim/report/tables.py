@@ -74,6 +74,9 @@ def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
         others = [r for r in rows if not (r.ok and r.latency(report.metric) is not None)]
         if others:
             lines += ["", "Not measured:", ""] + [f"- {unmeasured_line(r)}" for r in others]
+        notes = [r for r in measured if r.throughput_error]
+        if notes:
+            lines += ["", "No throughput:", ""] + [f"- {r.model} on {r.target}: {r.throughput_error}" for r in notes]
         lines.append("")
     lines += ["## Runs", ""]
     for run in report.runs:

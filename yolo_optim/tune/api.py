@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .trainable import TrialSetup, train_trial
 
 EXPERIMENT = "ray"  # Ray's experiment folder inside the run folder
 # Settings a resumed search may change; everything else comes from the interrupted run's args.yaml.
-RESUME_OVERRIDES = ("resume", "address", "verbose", "cpus_per_trial", "gpus_per_trial", "concurrency")
+RESUME_OVERRIDES = ("resume", "address", "verbose")
 
 
 def tune(model: Any = None, data: Any = None, space: str | dict[str, Any] | None = None, **kwargs: Any) -> TuneResult:
@@ -47,6 +48,8 @@ def tune(model: Any = None, data: Any = None, space: str | dict[str, Any] | None
 def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult:
     """The CLI runner (`yolo-optim tune ...`); `space` replaces cfg.space with an in-memory space."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline sites: no usage-stats upload
+    if not cfg.address:  # Ray's switch for a loopback-only node (read when Ray is first imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save search state often, so a kill loses little
     # Each epoch's checkpoint forces a state snapshot (that keeps resume exact); Ray would warn about every one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -61,7 +64,7 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
     from .searchers import make_search_plan
 
     plan = None if cfg.resume else make_search_plan(cfg.search, search_space, "objective", objective.mode,
-                                                      cfg.trials, cfg.seed)
+                                                      cfg.trials, cfg.seed, cfg.concurrency)
     model, data = _model_and_data(cfg, save_dir)
     _write_inputs(save_dir, cfg, model, data, search_space)
     latency = {}
@@ -71,10 +74,15 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
     started = _init_ray(cfg)
     try:
         tuner = _make_tuner(cfg, save_dir, search_space, objective, plan, model, data, latency)
-        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, scheduler={cfg.scheduler}, "
+        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, scheduler={cfg.scheduler or "none"}, "
               f"{cfg.concurrency} at once; objective={objective.metric} ({objective.mode}); results in {save_dir}")
         t0 = time.time()
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception:
+            print(f"tune: the search stopped early; its progress is saved: continue it with resume=True "
+                  f"project={save_dir.parent} name={save_dir.name}", file=sys.stderr)
+            raise
         wall = time.time() - t0
     finally:
         if started:
@@ -142,8 +150,8 @@ def _init_ray(cfg: TuneConfig) -> bool:
     try:
         if cfg.address:
             ray.init(address=cfg.address, **common)
-        else:  # this machine's cores, no dashboard, reachable from this host only
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        else:  # this machine's cores, no dashboard, listening on 127.0.0.1 only (see run_tune)
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at address={cfg.address}" if cfg.address else "a local Ray instance"
         raise OptimError(f"could not start or reach {where}: {str(e).splitlines()[0][:200]}") from None
@@ -184,7 +192,9 @@ def _make_tuner(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: 
                                       resume_errored=False, restart_errored=False)
     tune_config = ray_tune.TuneConfig(metric="objective", mode=objective.mode, search_alg=plan.search_alg,
                                       scheduler=make_scheduler(cfg, objective.mode), num_samples=plan.num_samples,
-                                      max_concurrent_trials=cfg.concurrency, trial_name_creator=trial_name,
+                                      reuse_actors=True,  # one worker process trains trial after trial
+                                      max_concurrent_trials=None if cfg.search in ("grid", "random") else cfg.concurrency,
+                                      trial_name_creator=trial_name,
                                       trial_dirname_creator=trial_name)
     run_config = ray_tune.RunConfig(name=EXPERIMENT, storage_path=str(save_dir), verbose=1 if cfg.verbose else 0,
                                     failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
@@ -202,7 +212,7 @@ def make_scheduler(cfg: TuneConfig, mode: str) -> Any:
                              reduction_factor=cfg.reduction_factor)
     if cfg.scheduler == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=cfg.epochs, reduction_factor=cfg.reduction_factor)
-    return FIFOScheduler()
+    return FIFOScheduler()  # scheduler=none (or empty)
 
 
 def trial_name(trial: Any) -> str:
@@ -227,5 +237,6 @@ def _finish(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: Obje
     print(f"tune: best {objective.metric}={best.objective:.5g} (trial {best.trial_id}, epoch {best.best_epoch}); "
           f"{yaml_path}")
     if any(t.status == "unfinished" for t in trials):
-        print(f"tune: the search was interrupted; continue it with resume=True name={save_dir.name}")
+        print(f"tune: the search was interrupted; continue it with resume=True project={save_dir.parent} "
+              f"name={save_dir.name}")
     return result

@@ -32,8 +32,12 @@ class SearchPlan:
     num_samples: int  # Tuner num_samples (for grids: repeats of the whole grid)
 
 
-def make_search_plan(search: str, space: SearchSpace, metric: str, mode: str, trials: int, seed: int) -> SearchPlan:
-    """Build the searcher for `search`; bad combinations (a grid larger than `trials`) are user errors."""
+def make_search_plan(search: str, space: SearchSpace, metric: str, mode: str, trials: int, seed: int,
+                     concurrency: int) -> SearchPlan:
+    """Build the searcher for `search`; bad combinations (a grid larger than `trials`) are user errors.
+
+    Ray's variant generator takes its own concurrency limit (Tune's max_concurrent_trials applies to Searchers).
+    """
     if search not in SEARCHERS:
         raise OptimError(f"search={search} is unknown; choose one of {', '.join(SEARCHERS)}")
     if search == "grid":
@@ -43,9 +47,9 @@ def make_search_plan(search: str, space: SearchSpace, metric: str, mode: str, tr
         if size > trials:
             raise OptimError(f"the grid in {space.source} has {size} points but trials={trials}; raise trials to "
                              f"{size} or shrink the grid")
-        return SearchPlan(BasicVariantGenerator(random_state=seed), space.to_ray("grid"), trials // size)
+        return SearchPlan(BasicVariantGenerator(random_state=seed, max_concurrent=concurrency), space.to_ray("grid"), trials // size)
     if search == "random":
-        return SearchPlan(BasicVariantGenerator(random_state=seed), space.to_ray("random"), trials)
+        return SearchPlan(BasicVariantGenerator(random_state=seed, max_concurrent=concurrency), space.to_ray("random"), trials)
     if search == "bayes":
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch
@@ -90,7 +94,7 @@ class EvolutionSearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        if self.started == 0:
+        if self.started == 0 and not self.history:
             config = self.space.defaults()
         elif not self.history:
             config = self._unique(lambda: self.space.sample(self.rng))
@@ -115,6 +119,14 @@ class EvolutionSearcher(Searcher):
         if config is None or error or best is None or not np.isfinite(best):
             return  # a failed trial teaches nothing; its genes stay in `seen`, so it is not proposed again
         self.history.append((float(best), self._genes(config)))
+
+    def add_evaluated_point(self, parameters: dict, value: float, error: bool = False, pruned: bool = False,
+                            intermediate_values: list | None = None) -> None:
+        """Seed the population with a result obtained elsewhere (e.g. an earlier search)."""
+        genes = self._genes(parameters)
+        self.seen.add(genes)
+        if not error and value is not None and np.isfinite(value):
+            self.history.append((self._as_max(value), genes))
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

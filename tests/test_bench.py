@@ -1,0 +1,129 @@
+"""The benchmark end to end on the tiny fixtures: files, rows, skipped targets, failures, resume and merging."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_optim import benchmark, merge_reports
+from yolo_optim.bench.runner import available_targets, parse_targets
+from yolo_optim.cli import main
+from yolo_optim.errors import OptimError
+from yolo_optim.export.base import Target, get_backend
+from yolo_optim.report.report import Report
+from yolo_optim.report.schema import load_results
+
+FAST = dict(imgsz=64, warmup=2, runs=10, seconds=0.5, batch=8)
+MEASURED = "torch-cpu:fp32,openvino-cpu:fp32"
+REPORT_FILES = {"results.json", "results.csv", "report.md", "pareto.png", "report.html"}
+
+
+@pytest.fixture(scope="module")
+def unavailable() -> str:
+    """A target this machine cannot run (TensorRT without CUDA, an absent Intel GPU/NPU)."""
+    for name in ("tensorrt-gpu:fp16", "openvino-npu:fp32", "openvino-gpu:fp32", "torch-gpu:fp16"):
+        t = Target.parse(name)
+        if not get_backend(t.backend).supports(t)[0]:
+            return name
+    pytest.skip("every candidate target is available on this machine")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_model, demo_data, unavailable) -> Report:
+    project = tmp_path_factory.mktemp("bench")
+    return benchmark(model=tiny_model, data=demo_data, targets=f"{MEASURED},{unavailable}", project=project,
+                     name="run", **FAST)
+
+
+def test_benchmark_writes_every_file_and_row(run, tiny_model, unavailable):
+    folder = run.save_dir
+    assert REPORT_FILES <= {p.name for p in folder.iterdir()}
+    load_results(folder)  # results.json validates against the shipped schema
+    rows = {r.target: r for r in run.rows}
+    assert set(rows) == {*MEASURED.split(","), unavailable} and run.complete
+    for name in MEASURED.split(","):
+        r = rows[name]
+        assert r.status == "ok", r.error
+        assert 0 <= r.map50_95 <= r.map50 <= 1 and r.val_images == 8
+        assert r.inference.runs >= 10 and 0 < r.inference.median_ms <= r.inference.p99_ms
+        assert r.end_to_end.median_ms > 0 and r.size_mb > 0 and r.params > 1e6
+        assert r.executed_precision == "fp32"  # OpenVINO really ran f32 (a bf16 run would say so)
+        assert r.model_sha256 and r.hardware and Path(r.artifact).exists()
+    assert rows["openvino-cpu:fp32"].artifact != str(tiny_model)  # measured an export, not the input
+    skipped = rows[unavailable]
+    assert skipped.status == "skipped" and skipped.reason and skipped.inference is None
+    md = (folder / "report.md").read_text()
+    assert "openvino-cpu" in md and "torch-cpu" in md and f"{unavailable}: skipped" in md and "★" in md
+    assert len((folder / "results.csv").read_text().splitlines()) == 1 + 3
+    from PIL import Image
+
+    assert np.asarray(Image.open(folder / "pareto.png").convert("L")).std() > 5  # not a blank canvas
+    assert run.best(device="cpu") is not None
+
+
+def test_resume_after_kill_keeps_finished_rows(run, tiny_model, demo_data, unavailable, tmp_path):
+    project = tmp_path / "bench"
+    shutil.copytree(run.save_dir, project / "run")
+    killed = json.loads((project / "run" / "results.json").read_text())
+    killed["complete"] = False  # as left by a kill after the first row was written
+    killed["rows"] = [r for r in killed["rows"] if r["target"] == "torch-cpu:fp32"]
+    (project / "run" / "results.json").write_text(json.dumps(killed))
+    again = benchmark(model=tiny_model, data=demo_data, targets=f"{MEASURED},{unavailable}", project=project,
+                      name="run", **FAST)
+    assert again.save_dir == project / "run" and not (project / "run2").exists()  # resumed in place
+    old = {r.target: r for r in run.rows}
+    new = {r.target: r for r in again.rows}
+    assert new["torch-cpu:fp32"] == old["torch-cpu:fp32"]  # kept, not measured again
+    assert new["openvino-cpu:fp32"].run_id != old["openvino-cpu:fp32"].run_id  # measured by the new run
+    assert new["openvino-cpu:fp32"].artifact_reused  # the cached export of the same source was reused
+    assert again.complete and len(again.runs) == 2
+    # the same command on the finished run starts a fresh numbered run, as Ultralytics numbers its runs
+    assert Report.load(project / "run").complete
+
+
+def test_rerun_with_exist_ok_skips_finished_rows(run, tiny_model, demo_data, unavailable, tmp_path):
+    shutil.copytree(run.save_dir, tmp_path / "run")
+    again = benchmark(model=tiny_model, data=demo_data, targets=f"{MEASURED},{unavailable}", project=tmp_path,
+                      name="run", exist_ok=True, **FAST)
+    measured = [r for r in run.rows if r.ok]
+    assert [r for r in again.rows if r.ok] == measured
+
+
+def test_failed_variant_is_recorded_and_merged(run, tmp_path, demo_data):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    rep = benchmark(model=broken, data=demo_data, targets="openvino-cpu:fp32", project=tmp_path, name="broken",
+                    accuracy=False, **FAST)
+    (row,) = rep.rows
+    assert row.status == "failed" and "broken.pt" in row.error and rep.complete
+    assert REPORT_FILES <= {p.name for p in rep.save_dir.iterdir()}
+    assert "failed" in (rep.save_dir / "report.md").read_text()
+    merged = merge_reports([run.save_dir, rep.save_dir], out=tmp_path / "merged")
+    assert len(merged.rows) == len(run.rows) + 1
+    assert {r["run_id"] for r in merged.runs} == {r.run_id for r in merged.rows}
+    assert REPORT_FILES <= {p.name for p in (tmp_path / "merged").iterdir()}
+
+
+def test_targets_parsing():
+    assert [t.name for t in parse_targets("torch-cpu:fp32, openvino-cpu:int8,torch-cpu:fp32")] == \
+        ["torch-cpu:fp32", "openvino-cpu:int8"]
+    every = available_targets()
+    assert Target("openvino", "cpu", "fp32") in every and Target("torch", "cpu", "fp32") in every
+    assert all(get_backend(t.backend).availability(t.device)[0] for t in every)
+    with pytest.raises(OptimError, match="unknown backend"):
+        parse_targets("openvno-cpu:fp32")
+    with pytest.raises(OptimError, match="targets is empty"):
+        parse_targets(" , ")
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model, demo_data, capsys):
+    assert main(["benchmark", f"model={tiny_model}", f"data={demo_data}", "targets=openvino-cpu:fp33",
+                 f"project={tmp_path}"]) == 2
+    assert "precision 'fp33'" in capsys.readouterr().err
+    assert main(["benchmark", f"model={tmp_path / 'missing.pt'}", f"data={demo_data}", f"project={tmp_path}"]) == 2
+    assert "missing.pt is not a .pt checkpoint" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,135 @@
+"""Export per backend x precision on the tiny model: artifacts load in plain Ultralytics, carry metadata, run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_optim.errors import OptimError
+from yolo_optim.export import Target, export, get_backend, read_artifact_metadata
+from yolo_optim.models import file_sha256
+
+IMGSZ = 64
+CPU_TARGETS = [
+    "openvino-cpu:fp32", "openvino-cpu:bf16", "openvino-cpu:fp16", "openvino-cpu:int8w", "openvino-cpu:int8",
+    "onnxruntime-cpu:fp32", "onnxruntime-cpu:int8w", "onnxruntime-cpu:int8", "torch-cpu:fp32",
+]
+
+
+def _runnable(name: str) -> Target:
+    target = Target.parse(name)
+    ok, why = get_backend(target.backend).supports(target)
+    if not ok:
+        pytest.skip(f"{name} not runnable here: {why}")
+    return target
+
+
+def _val_image(demo_data: Path) -> Path:
+    return next((demo_data.parent / "images" / "val").glob("*.*"))
+
+
+@pytest.mark.parametrize("name", CPU_TARGETS)
+def test_export_loads_in_ultralytics_with_metadata(name, tiny_model, demo_data, tmp_path):
+    from ultralytics import YOLO
+
+    target = _runnable(name)
+    result = export(str(tiny_model), name, data=str(demo_data), imgsz=IMGSZ, project=str(tmp_path), name="run",
+                    guard="off", calib_images=8)
+    assert result.path.exists() and result.path.parent == result.save_dir == tmp_path / "run"
+    assert not any(p.name.startswith(".") for p in result.save_dir.iterdir()), "scratch files left behind"
+
+    meta = read_artifact_metadata(result.path)
+    assert meta["precision"] == target.precision and meta["backend"] == target.backend
+    assert meta["source_sha256"] == file_sha256(tiny_model)
+    assert meta["imgsz"] == IMGSZ and meta["task"] == "detect"
+    assert meta["names"] == YOLO(str(tiny_model)).names
+    if target.precision == "int8":
+        assert meta["calibration"]["split"] == "train" and meta["calibration"]["images"] == 8
+        assert meta["quantization"]["float_nodes"] > 0  # the head's decode stayed float
+
+    # plain Ultralytics loads and predicts with it
+    preds = YOLO(str(result.path), task="detect").predict(str(_val_image(demo_data)), imgsz=IMGSZ, verbose=False)
+    assert len(preds) == 1 and preds[0].boxes is not None
+
+    # the raw runner runs at the recorded precision and gives the model's output layout
+    runner = get_backend(target.backend).load_runner(result.path, threads=1)
+    out = runner(np.random.default_rng(0).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32))
+    first = out[0] if isinstance(out, list) else out
+    assert first.shape[0] == 1 and first.shape[1] == 4 + len(meta["names"])
+    assert runner.executed_precision == meta["executed_precision"]
+    if target.precision in ("fp32", "bf16", "fp16"):
+        assert runner.executed_precision == target.precision  # never a bf16 run labelled fp32
+
+
+def test_openvino_fp32_runs_in_f32_even_on_bf16_cpus(tiny_model, demo_data, tmp_path):
+    _runnable("openvino-cpu:fp32")
+    result = export(str(tiny_model), "openvino-cpu", precision="fp32", imgsz=IMGSZ, project=str(tmp_path))
+    runner = get_backend("openvino").load_runner(result.path)
+    assert str(runner.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("<Type: 'float32'>", "f32")
+    assert read_artifact_metadata(result.path)["inference_precision_hint"] == "f32"
+
+
+def test_int8_export_with_guard_records_both_figures(tiny_model, demo_data, tmp_path):
+    _runnable("openvino-cpu:int8")
+    result = export(str(tiny_model), "openvino-cpu:int8", data=str(demo_data), imgsz=IMGSZ, project=str(tmp_path),
+                    calib_images=8)
+    guard = result.metadata["accuracy_guard"]
+    assert {"reference", "quantized", "drop", "max_drop", "passed"} <= set(guard)
+    assert guard["max_drop"] == 0.01 and 0.0 <= guard["reference"] <= 1.0 and 0.0 <= guard["quantized"] <= 1.0
+    assert abs(guard["drop"] - (guard["reference"] - guard["quantized"])) < 1e-5
+
+
+def test_guard_warns_on_a_forced_drop(tiny_model, demo_data, tmp_path, caplog):
+    """A reference the INT8 model cannot reach: the warn guard logs both numbers and still writes the artifact."""
+    from yolo_optim.export.validate import MapResult
+
+    _runnable("onnxruntime-cpu:int8")
+    with caplog.at_level("WARNING", logger="yolo_optim.export"):
+        result = export(str(tiny_model), "onnxruntime-cpu:int8", data=str(demo_data), imgsz=IMGSZ,
+                        project=str(tmp_path), calib_images=8, reference=MapResult(0.9, 0.95))
+    guard = result.metadata["accuracy_guard"]
+    assert guard["passed"] is False and guard["reference"] == 0.9 and guard["drop"] > 0.5
+    assert any("0.9000" in r.getMessage() and "max_drop=0.01" in r.getMessage() for r in caplog.records)
+    assert result.path.exists()
+
+
+def test_strict_guard_tries_fallbacks_then_fails_leaving_nothing(tiny_model, demo_data, tmp_path):
+    from yolo_optim.export.validate import MapResult
+
+    _runnable("onnxruntime-cpu:int8")
+    with pytest.raises(OptimError, match=r"accuracy guard: .*fallback.*nothing was written"):
+        export(str(tiny_model), "onnxruntime-cpu:int8", data=str(demo_data), imgsz=IMGSZ, project=str(tmp_path),
+               name="strict", calib_images=8, guard="strict", reference=MapResult(0.9, 0.95))
+    assert list(tmp_path.iterdir()) == []  # no run folder, no temporary folders
+
+
+def test_strict_guard_passes_when_within_max_drop(tiny_model, demo_data, tmp_path):
+    from yolo_optim.export.validate import MapResult
+
+    _runnable("onnxruntime-cpu:int8")
+    result = export(str(tiny_model), "onnxruntime-cpu:int8", data=str(demo_data), imgsz=IMGSZ,
+                    project=str(tmp_path), calib_images=8, guard="strict", max_drop=1.0,
+                    reference=MapResult(0.9, 0.95))
+    assert result.metadata["accuracy_guard"]["passed"] is True
+    assert "fallback" not in result.metadata
+
+
+def test_export_never_touches_the_source_folder(tiny_model, demo_data, tmp_path):
+    import shutil
+
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    weights = src_dir / "w.pt"
+    shutil.copyfile(tiny_model, weights)
+    before = file_sha256(weights)
+    export(str(weights), "onnxruntime-cpu:fp32", imgsz=IMGSZ, project=str(tmp_path / "out"))
+    assert sorted(p.name for p in src_dir.iterdir()) == ["w.pt"] and file_sha256(weights) == before
+
+
+def test_existing_run_folder_gets_the_new_artifact_with_exist_ok(tiny_model, tmp_path):
+    first = export(str(tiny_model), "onnxruntime-cpu:fp32", imgsz=IMGSZ, project=str(tmp_path), name="same")
+    second = export(str(tiny_model), "openvino-cpu:fp32", imgsz=IMGSZ, project=str(tmp_path), name="same",
+                    exist_ok=True)
+    assert first.save_dir == second.save_dir and first.path.exists() and second.path.exists()

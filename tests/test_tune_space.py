@@ -1,0 +1,200 @@
+"""Search spaces, the evolution searcher's operator, objectives and bad-input errors: no Ray cluster, no training."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolo_optim.cli import main
+from yolo_optim.errors import OptimError
+from yolo_optim.tune.objective import latency_objective, make_objective
+from yolo_optim.tune.space import load_space
+
+TWO = {"lr0": {"loguniform": [1.0e-4, 1.0e-2]}, "momentum": {"uniform": [0.6, 0.98], "gain": 0.3}}
+
+
+def test_default_space_covers_ultralytics_tuner_space() -> None:
+    import torch
+    from ultralytics.engine.tuner import Tuner
+
+    theirs = Tuner({"mode": "train"}, model=torch.nn.Identity()).space  # Ultralytics' own genetic-tuner space
+    ours = load_space("spaces/default.yaml")
+    assert set(theirs) <= set(ours.params)
+    assert ours.params["optimizer"].kind == "choice"  # the categorical Ultralytics leaves commented out
+    for name, bounds in theirs.items():
+        p = ours.params[name]
+        assert (p.low, p.high) == pytest.approx(bounds[:2]), name
+
+
+@pytest.mark.parametrize("space, match", [
+    ({"momentun": {"uniform": [0, 1]}}, "did you mean 'momentum'"),
+    ({"lr0": {"uniform": [0.1, 0.01]}}, "min 0.1 > max 0.01"),
+    ({"lr0": {"unifrom": [0.1, 0.2]}}, "did you mean 'uniform'"),
+    ({"lr0": {"loguniform": [0.0, 0.1]}}, "min > 0"),
+    ({"lr0": {"uniform": [0.1]}}, r"needs \[min, max\]"),
+    ({"lr0": {"uniform": ["a", 1]}}, "must be a number"),
+    ({"close_mosaic": {"uniform": [0, 10]}}, "takes integers"),
+    ({"mosaic": {"uniform": [0, 2]}}, "fraction"),
+    ({"epochs": {"int": [1, 5]}}, "controlled by the search"),
+    ({"imgsz": {"choice": [64, 100]}}, "multiple of 32"),
+    ({"imgsz": {"int": [64, 256], "step": 16}}, "multiples of 32"),
+    ({"optimizer": {"uniform": [0, 1]}}, "not numeric"),
+    ({"optimizer": ["SGD", "AdamW"]}, "bare list"),
+    ({"optimizer": {"choice": []}}, "non-empty list"),
+    ({"optimizer": "SGD"}, "searches none"),
+    ({}, "is empty"),
+])
+def test_bad_spaces_are_one_line_errors(space: dict, match: str) -> None:
+    with pytest.raises(OptimError, match=match) as e:
+        load_space(space)
+    assert "\n" not in str(e.value)
+
+
+def test_space_files(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    (tmp_path / "broken.yaml").write_text("lr0: {uniform: [0.1, \n")
+    (tmp_path / "list.yaml").write_text("- lr0\n")
+    (tmp_path / "ok.yaml").write_text("lr0: {loguniform: [1e-5, 1e-2]}\nfraction: 0.5\n")  # YAML reads 1e-5 as text
+    with pytest.raises(OptimError, match="empty"):
+        load_space(tmp_path / "empty.yaml")
+    with pytest.raises(OptimError, match="not valid YAML"):
+        load_space(tmp_path / "broken.yaml")
+    with pytest.raises(OptimError, match="mapping"):
+        load_space(tmp_path / "list.yaml")
+    with pytest.raises(OptimError, match="does not exist"):
+        load_space(tmp_path / "missing.yaml")
+    ok = load_space(tmp_path / "ok.yaml")
+    assert ok.params["lr0"].low == 1e-5 and ok.fixed == {"fraction": 0.5}
+
+
+def test_ray_domains_follow_the_space() -> None:
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    space = load_space({"lr0": {"loguniform": [1e-4, 1e-2]}, "close_mosaic": {"int": [0, 2]},
+                        "imgsz": {"int": [64, 128], "step": 32}, "optimizer": {"grid": ["SGD", "AdamW"]}})
+    grid, bayes = space.to_ray("grid"), space.to_ray("bayes")
+    assert grid["optimizer"] == {"grid_search": ["SGD", "AdamW"]}
+    assert isinstance(bayes["optimizer"], Categorical)  # a grid is a categorical for model-based searchers
+    assert isinstance(bayes["lr0"], Float) and isinstance(bayes["close_mosaic"], Integer)
+    rng = np.random.default_rng(0)
+    assert {bayes["close_mosaic"].sample(random_state=rng) for _ in range(300)} == {0, 1, 2}  # max included
+    assert {bayes["imgsz"].sample(random_state=rng) for _ in range(300)} == {64, 96, 128}
+    assert space.grid_size() == 2
+
+
+def test_units_round_trip_and_defaults_stay_inside() -> None:
+    space = load_space("spaces/default.yaml")
+    defaults = space.defaults()
+    for name, p in space.params.items():
+        value = defaults[name]
+        if p.categorical:
+            assert value in p.values
+            continue
+        assert p.low <= value <= p.high, name
+        assert p.from_unit(p.to_unit(value)) == pytest.approx(value, rel=1e-5, abs=1e-9)
+    lr0 = space.params["lr0"]
+    assert lr0.from_unit(0.5) == pytest.approx(math.sqrt(1e-5 * 1e-2), rel=1e-4)  # log scale midpoint
+
+
+def _evolver(seed: int = 0):
+    from yolo_optim.tune.searchers import EvolutionSearcher
+
+    space = load_space({**TWO, "optimizer": {"choice": ["SGD", "AdamW", "Adam"]}})
+    return space, EvolutionSearcher(space, metric="objective", mode="max", seed=seed)
+
+
+def test_evolution_starts_from_defaults_then_mutates_the_best_parent() -> None:
+    space, ev = _evolver()
+    assert ev.suggest("t0") == space.defaults()
+    ev.on_trial_complete("t0", {"objective": 0.5})
+    assert len(ev.history) == 1 and ev.suggest("t1") != space.defaults()
+
+    space, ev = _evolver()
+    best = {"lr0": 1e-2, "momentum": 0.98, "optimizer": "SGD"}
+    worst = {"lr0": 1e-4, "momentum": 0.6, "optimizer": "Adam"}
+    ev.add_evaluated_point(best, 1.0)
+    ev.add_evaluated_point(worst, 0.0)
+    children = []
+    for i in range(40):
+        child = ev.suggest(f"c{i}")
+        children.append(child)
+        ev.on_trial_complete(f"c{i}", None, error=True)  # failures add no parents
+        for name, p in space.params.items():
+            assert (child[name] in p.values) if p.categorical else (p.low <= child[name] <= p.high)
+    genes = np.array([ev._genes(c) for c in children])
+    numeric = [not p.categorical for p in space.params.values()]
+    near_best = np.abs(genes - np.array(ev._genes(best)))[:, numeric].sum(1)
+    near_worst = np.abs(genes - np.array(ev._genes(worst)))[:, numeric].sum(1)
+    assert (near_best < near_worst).all()  # the fitter parent is drawn (weights: objective - min + 1e-6)
+    assert len({tuple(g) for g in genes} | {ev._genes(best)}) == len(genes) + 1  # mutated, never repeated
+    assert len(ev.history) == 2
+    optimizers = {c["optimizer"] for c in children}
+    assert "SGD" in optimizers and len(optimizers) > 1  # categorical genes mutate too, mostly kept
+
+
+def test_evolution_state_survives_save_and_restore(tmp_path: Path) -> None:
+    _, ev = _evolver(seed=3)
+    for i in range(4):
+        ev.suggest(f"t{i}")
+        ev.on_trial_result(f"t{i}", {"objective": 0.1 * i})
+        ev.on_trial_complete(f"t{i}", {"objective": 0.05 * i})
+    ev.save(str(tmp_path / "state.pkl"))
+    _, other = _evolver(seed=99)
+    other.restore(str(tmp_path / "state.pkl"))
+    assert [h[0] for h in other.history] == pytest.approx([0.0, 0.1, 0.2, 0.3])  # best epoch, not the last
+    assert other.suggest("next") == ev.suggest("next")
+
+
+def test_latency_objective() -> None:
+    assert latency_objective(0.5, 8.0, budget_ms=10.0, weight=0.0) == 0.5  # within budget: fitness alone
+    assert latency_objective(0.5, 20.0, budget_ms=10.0, weight=0.0) == pytest.approx(0.25)  # 2x over: half
+    assert latency_objective(0.5, 5.0, budget_ms=10.0, weight=0.07) == pytest.approx(0.5 * 0.5 ** -0.07)
+    assert make_objective("val/box_loss", "auto", "", 0, 0).mode == "min"
+    assert make_objective("fitness", "auto", "", 0, 0).mode == "max"
+    with pytest.raises(OptimError, match="latency_budget"):
+        make_objective("latency", "auto", "onnxruntime-cpu:fp32", 0, 0)
+    with pytest.raises(OptimError, match="unknown"):
+        make_objective("mAP", "auto", "", 0, 0)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["trials=0"], "trials=0 is too small"),
+    (["search=annealing"], "search=annealing is not allowed"),
+    (["scheduler=pbt"], "scheduler=pbt is not allowed"),
+    (["space=nope.yaml"], "does not exist"),
+    (["space=@EMPTY"], "is empty"),
+    (["space=@INVERTED"], "min 0.9 > max 0.1"),
+    (["space=@GRID", "search=grid", "trials=2"], "has 3 points but trials=2"),
+    (["space=@GRID", "search=grid", "trials=3", "objective=map"], "objective=map is unknown"),
+    (["search=grid"], "needs at least one {grid"),
+])
+def test_cli_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], match: str) -> None:
+    files = {"@EMPTY": "", "@INVERTED": "lr0: {uniform: [0.9, 0.1]}\n",
+             "@GRID": "optimizer: {grid: [SGD, Adam, AdamW]}\n"}
+    for key, text in files.items():
+        (tmp_path / f"{key[1:]}.yaml").write_text(text)
+    args = [a.replace("@", str(tmp_path) + "/") + (".yaml" if "@" in a else "") for a in args]
+    rc = main(["tune", "model=yolo11n.yaml", "data=data.yaml", f"project={tmp_path}/runs", *args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert match in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # nothing written for bad input
+
+
+def test_ray_missing_is_a_one_line_error(tmp_path: Path) -> None:
+    fake = tmp_path / "site" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    cmd = [sys.executable, "-m", "yolo_optim.cli"]
+    out = subprocess.run([*cmd, "tune", "model=yolo11n.yaml", "data=d.yaml"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "'ray[tune]' package is not installed" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert subprocess.run([*cmd, "help"], env=env, capture_output=True, timeout=120).returncode == 0
