@@ -106,6 +106,14 @@ def test_best_pareto_and_baseline():
     assert rep.best(device="cpu", max_latency_ms=14).target == "openvino-cpu:int8"  # 8 * 1.5 = 12 ms end-to-end
 
 
+def test_numerical_noise_in_map_is_a_tie():
+    rows = [row("m", "torch-cpu:fp32", 20.0, 0.5), row("m", "onnxruntime-cpu:fp32", 15.0, 0.500001),
+            row("m", "openvino-cpu:fp32", 8.0, 0.499999)]
+    rep = make_report(rows)
+    assert [r.target for r in rep.pareto()] == ["openvino-cpu:fp32"]  # equal at the four decimals shown
+    assert rep.best().target == "openvino-cpu:fp32"
+
+
 def test_markdown_sorted_marks_pareto_speedup_and_skips(tmp_path):
     rep = make_report(sample_rows())
     rep.save(tmp_path)

@@ -198,3 +198,16 @@ def test_ray_missing_is_a_one_line_error(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "'ray[tune]' package is not installed" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert subprocess.run([*cmd, "help"], env=env, capture_output=True, timeout=120).returncode == 0
+
+
+def test_latency_table_is_measured_once_per_model_and_size(demo_data: Path, tmp_path: Path) -> None:
+    from yolo_optim.tune.objective import _model_for_data, measure_latency_table
+
+    assert _model_for_data("yolo11n.yaml", str(demo_data), tmp_path / "m").model.yaml["nc"] == 3  # as trained
+    objective = make_objective("latency", "auto", "onnxruntime-cpu:fp32", 5.0, 0.0)
+    logged: list[str] = []
+    cache = tmp_path / "latency.json"
+    table = measure_latency_table([("yolo11n.yaml", 32)], objective, str(demo_data), "cpu", cache, log=logged.append)
+    assert list(table) == ["yolo11n.yaml@32"] and table["yolo11n.yaml@32"] > 0 and len(logged) == 1
+    again = measure_latency_table([("yolo11n.yaml", 32)], objective, str(demo_data), "cpu", cache, log=logged.append)
+    assert again == table and len(logged) == 1  # read from latency.json, not measured again

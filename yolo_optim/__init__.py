@@ -24,6 +24,8 @@ _API = {
     "demo_baseline": "yolo_optim.data.baseline",
     "check_dataset": "yolo_optim.data.check",
     "load_yolo": "yolo_optim.models",
+    "prune": "yolo_optim.prune.api",
+    "PruneResult": "yolo_optim.prune.api",
     "export": "yolo_optim.export",
     "ExportResult": "yolo_optim.export",
     "Target": "yolo_optim.export",

@@ -21,7 +21,7 @@ RUNNERS: dict[str, str | None] = {
     "baseline": "yolo_optim.data.baseline:run_baseline",
     "export": "yolo_optim.export.exporter:run_export",
     "benchmark": "yolo_optim.bench.runner:run_benchmark",
-    "prune": None,
+    "prune": "yolo_optim.prune.api:run_prune",
     "tune": "yolo_optim.tune.api:run_tune",
     "report": "yolo_optim.report.merge:run_report",
 }

@@ -91,6 +91,7 @@ class ExportConfig(CommonConfig):
     calib_images: int = key(gt=0)  # calibration images
     max_drop: float = key(ge=0)  # accepted mAP50-95 loss
     guard: str = key(choices=("warn", "strict", "off"))  # accuracy guard
+    accuracy_control: bool  # NNCF accuracy-controlled INT8 (OpenVINO)
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,27 @@ class BenchmarkConfig(CommonConfig):
 
 @dataclass(frozen=True)
 class PruneConfig(CommonConfig):
+    kind: str = key(choices=("structured", "neuron", "weight"))  # what is removed
     method: str = key(choices=("l1", "l2", "bn", "taylor", "random"))  # importance criterion
-    ratio: float = key(gt=0, lt=1)  # channels removed
-    epochs: int = key(ge=0)  # fine-tuning epochs
+    allocation: str = key(choices=("uniform", "global", "sensitivity"))  # per-layer ratios
+    target: str  # channels, params, flops or latency:<target>:<ms>
+    ratio: float = key(gt=0, lt=1)  # fraction of the target measure removed
+    epochs: int = key(ge=0)  # final fine-tuning epochs
+    steps: int = key(ge=1)  # pruning steps
+    step_epochs: int = key(ge=0)  # fine-tuning epochs between steps
+    max_drop: float = key(ge=0)  # largest accepted mAP50-95 loss
     round_to: int = key(ge=1)  # channel multiple
+    max_layer_ratio: float = key(gt=0, lt=1)  # most a layer may lose
+    sensitivity_ratios: str  # comma list of ratios
+    sensitivity_images: int = key(ge=0)  # val images for sensitivity
+    calib_batches: int = key(ge=0)  # BatchNorm re-estimation batches
+    taylor_batches: int = key(gt=0)  # batches for Taylor scores
+    sparsity_epochs: int = key(ge=0)  # BatchNorm-L1 training epochs
+    sparsity_l1: float = key(ge=0)  # BatchNorm-L1 penalty
+    optimizer: str  # fine-tuning optimizer
+    lr0: float = key(gt=0)  # fine-tuning learning rate
+    warmup_epochs: float = key(ge=0)  # fine-tuning warm-up
+    latency_imgsz: int = key(gt=0)  # image size of latency targets
     resume: bool  # continue a killed run
 
 

@@ -21,6 +21,8 @@ from ..export.base import Target, get_backend
 from ..paths import atomic_dir, cache_dir
 
 QUANTIZED = ("int8", "int8w")
+# export settings that never change an artifact's content (the source is keyed by its hash, not its path)
+NOT_IN_KEY = ("model", "project", "name", "exist_ok", "verbose", "workers", "device")
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,10 @@ def artifact_key(source_sha: str, target: Target, export_cfg: Any, hardware: str
                            "batch": export_cfg.batch, "runtime_version": runtime, "yolo_optim": __version__}
     if target.backend == "tensorrt":
         key["hardware"] = hardware
-    if target.precision in QUANTIZED:
+    if target.precision in QUANTIZED:  # calibration and quantization settings, whatever the export mode adds
         data = Path(str(export_cfg.data))
-        key.update(calib_images=export_cfg.calib_images, seed=export_cfg.seed, data=str(data.resolve()),
+        settings = {k: v for k, v in export_cfg.to_dict().items() if k not in NOT_IN_KEY and k not in key}
+        key.update(settings, data=str(data.resolve()),
                    data_sha256=hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None)
     return key
 

@@ -187,8 +187,9 @@ def _one_row(variant: Variant, target: Target, s: MeasureSettings, run_id: str, 
             import traceback
 
             traceback.print_exc()
-        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-        return base_row(variant, target, s, run_id, hardware, "failed", error=f"{type(e).__name__}: {msg}")
+        msg = " ".join(str(e).split())  # one line; runtimes such as OpenVINO put the cause on later lines
+        return base_row(variant, target, s, run_id, hardware, "failed",
+                        error=f"{type(e).__name__}: {msg[:400]}{'...' if len(msg) > 400 else ''}")
 
 
 def _print_summary(report: Report) -> None:

@@ -78,7 +78,10 @@ def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: st
         results = load_yolo(arch).train(
             data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers, seed=seed,
             deterministic=True, amp=amp, project=str(out.parent), name=out.name, exist_ok=True, plots=False,
-            verbose=False)
+            verbose=False,
+            # One optimizer step per batch: with a few hundred images, Ultralytics' nominal batch of 64 would
+            # accumulate several batches per step and leave a from-scratch model too few updates in 30 epochs.
+            nbs=batch)
     metrics = {k: float(v) for k, v in getattr(results, "results_dict", {}).items()}
     write_json_atomic(marker, dict(arch=arch, data=str(data), epochs=epochs, imgsz=imgsz, seed=seed, batch=batch,
                                    metrics=metrics, train_seconds=round(time.time() - t0, 1)))

@@ -21,7 +21,7 @@ from ..errors import OptimError
 from ..paths import atomic_dir
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon", "diamond")
-GENERATOR_VERSION = 1  # bump when the drawing changes, so cached datasets and baselines are rebuilt
+GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets and baselines are rebuilt
 MIN_VISIBLE = 0.45  # objects with less of their area visible are unlabelled (too ambiguous to demand)
 
 
@@ -202,7 +202,7 @@ def _clutter_mask(rng: np.random.Generator, size: int) -> Image.Image:
 
 def _fill(rng: np.random.Generator, size: int) -> np.ndarray:
     color = rng.uniform(0, 255, 3)
-    if rng.random() < 0.5:  # textured fill: the network cannot rely on flat colour alone
+    if rng.random() < 0.35:  # textured fill: the network cannot rely on flat colour alone
         n = _value_noise(rng, size, int(rng.integers(6, 24)))[..., None]
         return np.clip(color * (0.6 + 0.8 * n), 0, 255)
     return np.broadcast_to(color, (size, size, 3))
@@ -211,10 +211,10 @@ def _fill(rng: np.random.Generator, size: int) -> np.ndarray:
 def draw_image(rng: np.random.Generator, size: int, classes: int,
                photos: tuple[np.ndarray, ...] = ()) -> tuple[Image.Image, list[tuple[int, float, float, float, float]]]:
     """Draw one image; return it with its YOLO labels (class, cx, cy, w, h normalised)."""
-    img = _photo_background(rng, size, photos) if photos and rng.random() < 0.6 else _texture_background(rng, size)
+    img = _photo_background(rng, size, photos) if photos and rng.random() < 0.5 else _texture_background(rng, size)
     owner = np.full((size, size), -1, dtype=np.int32)  # which object (or clutter, -2) shows at each pixel
     objects: list[tuple[int, int]] = []  # (class, full area in pixels)
-    layers = ["object"] * int(rng.integers(1, 9)) + ["clutter"] * int(rng.integers(0, 7))
+    layers = ["object"] * int(rng.integers(2, 9)) + ["clutter"] * int(rng.integers(0, 5))
     rng.shuffle(layers)
     for layer in layers:
         if layer == "clutter":
@@ -223,7 +223,7 @@ def draw_image(rng: np.random.Generator, size: int, classes: int,
         else:
             cls = int(rng.integers(classes))
             # Log-uniform scale: many small objects (a few pixels), some that fill half the image.
-            r = math.exp(rng.uniform(math.log(0.025 * size), math.log(0.25 * size)))
+            r = math.exp(rng.uniform(math.log(0.035 * size), math.log(0.25 * size)))
             cx, cy = rng.uniform(-0.1 * size, 1.1 * size, 2)  # may be cut by the border
             mask = np.asarray(_shape_mask(CLASS_NAMES[cls], size, cx, cy, r, rng.uniform(0, 2 * math.pi),
                                           rng.uniform(0.75, 1.33))) > 127

@@ -18,9 +18,9 @@ WORK = ".work"  # scratch folder inside an export's output folder, removed once 
 
 
 @contextlib.contextmanager
-def quiet_ultralytics(verbose: bool = False) -> Iterator[None]:
-    """Ultralytics' info logs and progress bars off for the block (its warnings stay), unless verbose."""
-    logger = logging.getLogger("ultralytics")
+def quiet_ultralytics(verbose: bool = False, name: str = "ultralytics") -> Iterator[None]:
+    """A library's info logs (and Ultralytics' progress bars) off for the block, its warnings kept; unless verbose."""
+    logger = logging.getLogger(name)
     level = logger.level
     if not verbose:
         logger.setLevel(logging.WARNING)

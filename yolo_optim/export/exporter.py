@@ -96,6 +96,8 @@ def run_export(cfg: Any, yolo: Any = None, reference: "MapResult | None" = None)
     target = resolve_target(cfg)
     backend = get_backend(target.backend)
     backend.check(target)
+    if getattr(cfg, "accuracy_control", False) and (target.backend, target.precision) != ("openvino", "int8"):
+        raise OptimError(f"accuracy_control=True is an OpenVINO INT8 option (NNCF); {target.name} cannot use it")
     model, data = _model_and_data(cfg, target, yolo)
     if yolo is None:
         yolo = load_yolo(model, tasks=EXPORT_TASKS)
@@ -106,7 +108,7 @@ def run_export(cfg: Any, yolo: Any = None, reference: "MapResult | None" = None)
         dataset_info(data)
     calib = calibration_set(data, cfg.imgsz, cfg.calib_images, cfg.seed) if target.precision == "int8" else None
     save_dir = _output_dir(cfg)
-    job = ExportJob(cfg, data, calib)
+    job = ExportJob(cfg, data, calib, accuracy_control=bool(getattr(cfg, "accuracy_control", False)))
 
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=_mkparent(save_dir)))
@@ -219,7 +221,7 @@ def _guard(backend: Any, yolo: Any, target: Target, job: ExportJob, tmp: Path, a
     result = check_artifact(artifact, ref, job.data, cfg.max_drop, cfg.guard, workers=cfg.workers)
     if not result.passed and cfg.guard == "strict" and target.precision == "int8":
         attempts = [{"settings": {"float_scope": job.float_scope}, "quantized": result.quantized}]
-        for change in backend.fallbacks:
+        for change in [c for c in backend.fallbacks if any(getattr(job, k) != v for k, v in c.items())]:
             LOG.warning("accuracy guard: %s; retrying with %s", result.message(target.name), change)
             alt = Path(tempfile.mkdtemp(prefix=f".{tmp.name}-fallback-", dir=tmp.parent))
             try:

@@ -7,11 +7,12 @@ that path and run several times slower than FP32, which is why a naive INT8 ONNX
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -47,7 +48,7 @@ def int8_scheme() -> dict[str, Any]:
     flags = cpu_flags()
     vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
-    return {"activation_type": "QUInt8", "weight_type": "QInt8", "format": "QOperator",
+    return {"activation_type": "QUInt8", "weight_type": "QInt8", "format": "QDQ",
             "reduce_range": bool(x86 and not vnni), "cpu_int8_dot": "vnni/amx" if vnni else "none"}
 
 
@@ -99,8 +100,9 @@ class OnnxRuntimeBackend(Backend):
                                      "layers": count}
         else:
             produced, extra = self._quantize_static(fp32, source, cfg)
+        props = _metadata_props(fp32)
         final = place(produced, out_dir / f"{artifact_stem(source, target)}.onnx")
-        _copy_ultralytics_metadata(fp32, final)
+        _restore_metadata_props(final, props)
         meta = artifact_metadata(target, cfg, source, self.package, executed_precision=target.precision, **extra)
         write_artifact_metadata(final, meta)
         source.cleanup()
@@ -119,12 +121,14 @@ class OnnxRuntimeBackend(Backend):
         excluded = scope.names(level)
         scheme = int8_scheme()
         out = source.work / "int8.onnx"
-        logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization logs per-tensor notes on the root
-        quantize_static(str(pre), str(out), _CalibrationReader(pre, calib), quant_format=getattr(
-            QuantFormat, scheme["format"]), activation_type=getattr(QuantType, scheme["activation_type"]),
-            weight_type=getattr(QuantType, scheme["weight_type"]), per_channel=True,
-            reduce_range=scheme["reduce_range"], nodes_to_exclude=excluded, calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        with _root_log_level(logging.ERROR):  # onnxruntime.quantization logs per-tensor notes on the root logger
+            quantize_static(str(pre), str(out), _CalibrationReader(pre, calib),
+                            quant_format=getattr(QuantFormat, scheme["format"]),
+                            activation_type=getattr(QuantType, scheme["activation_type"]),
+                            weight_type=getattr(QuantType, scheme["weight_type"]), per_channel=True,
+                            reduce_range=scheme["reduce_range"], nodes_to_exclude=excluded,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
         return out, {"calibration": calib.info(), "quantization": {
             "method": "static post-training quantization (onnxruntime.quantization), MinMax calibration",
             **scheme, "per_channel": True, "float_scope_level": level, "float_nodes": len(excluded)}}
@@ -226,24 +230,40 @@ def quantize_weights_only(src: Path, dst: Path) -> int:
     return count
 
 
+@contextlib.contextmanager
+def _root_log_level(level: int) -> Iterator[None]:
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
 def _attr(node: Any, name: str) -> Any:
     from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), 0)
 
 
-def _copy_ultralytics_metadata(src: Path, dst: Path) -> None:
+def _metadata_props(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def _restore_metadata_props(path: Path, props: dict[str, str]) -> None:
     """Quantizers drop metadata_props; put Ultralytics' (stride, names, imgsz, ...) back so YOLO(path) loads it."""
     import onnx
 
-    src_props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    model = onnx.load(str(dst))
+    model = onnx.load(str(path))
     have = {p.key for p in model.metadata_props}
-    for k, v in src_props.items():
+    for k, v in props.items():
         if k not in have:
             entry = model.metadata_props.add()
             entry.key, entry.value = k, v
-    onnx.save(model, str(dst))
+    onnx.save(model, str(path))
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptimError, missing_extra
-from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem
+from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem, quiet_ultralytics
 from .base import Backend, Target, read_artifact_metadata, register_backend, write_artifact_metadata
 from .calibration import calibration_for
 from .graph import find_head_scope, level_grids, openvino_nodes
@@ -106,10 +106,11 @@ class OpenVINOBackend(Backend):
             shutil.move(str(folder), str(final))
         else:
             model = _core().read_model(str(xml))
-            if target.precision == "int8w":
-                model, extra = self._compress_weights(model)
-            else:
-                model, extra = self._quantize(model, source, target, cfg)
+            with quiet_ultralytics(bool(getattr(cfg, "verbose", False)), "nncf"):
+                if target.precision == "int8w":
+                    model, extra = self._compress_weights(model)
+                else:
+                    model, extra = self._quantize(model, source, target, cfg)
             try:  # an artifact the runtime cannot compile is never written
                 _core().compile_model(model, OV_DEVICES[target.device],
                                       {"INFERENCE_PRECISION_HINT": float_hint(target.precision, target.device)})
@@ -217,6 +218,17 @@ def quantization_settings(device: str) -> dict[str, Any]:
     return {"preset": nncf.QuantizationPreset.PERFORMANCE, "target_device": target_device}
 
 
+def _precision_of_foreign_ir(model: Any) -> str:
+    """An IR this package did not write: int8 if it holds FakeQuantize ops, int8w if int8 weight constants."""
+    types = {op.get_type_name() for op in model.get_ops()}
+    if "FakeQuantize" in types:
+        return "int8"
+    if any(op.get_type_name() == "Constant" and op.get_element_type().get_type_name() in ("i8", "u8")
+           for op in model.get_ops()):
+        return "int8w"
+    return "fp32"
+
+
 class OpenVINORunner:
     """A model compiled for latency at the inference precision its metadata records."""
 
@@ -225,10 +237,10 @@ class OpenVINORunner:
         if xml is None or not xml.is_file():
             raise OptimError(f"{path} holds no OpenVINO model (.xml); give the folder an export wrote")
         self.metadata = read_artifact_metadata(xml)
-        device = str(self.metadata.get("device", "cpu"))
-        precision = str(self.metadata.get("precision", "fp32"))
-        hint = self.metadata.get("inference_precision_hint") or float_hint(precision, device)
         model = _core().read_model(str(xml))
+        device = str(self.metadata.get("device", "cpu"))
+        precision = str(self.metadata.get("precision") or _precision_of_foreign_ir(model))
+        hint = self.metadata.get("inference_precision_hint") or float_hint(precision, device)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
         if threads > 0 and device == "cpu":
             config["INFERENCE_NUM_THREADS"] = int(threads)

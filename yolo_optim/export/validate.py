@@ -61,7 +61,7 @@ def val_callable(infer: Callable[[np.ndarray], Any], data: str | Path, imgsz: in
 
     with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp, quiet_ultralytics():
         args = dict(data=str(data), imgsz=int(imgsz), batch=1, rect=False, plots=False, verbose=False,
-                    save_json=False, device="cpu", workers=workers, task=task, mode="val", half=False,
+                    save_json=False, device="cpu", workers=workers, task=task, mode="val",
                     project=tmp, name="val", exist_ok=True)
         validator = _validator_class(task)(args=args)
         stats = validator(model=_module(infer, {int(k): v for k, v in names.items()}, task, kpt_shape))

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .pareto import pareto_front
 from .tables import METRIC_TITLE
 
 if TYPE_CHECKING:
@@ -36,6 +35,7 @@ def plot_pareto(report: "Report", out: str | Path) -> Path:
     lat_all: list[float] = []
     acc_all: list[float] = []
     one_model = len({r.model for r in report.rows}) == 1
+    pareto = report.pareto()
     for gi, group in enumerate(groups):
         rows = [r for r in report.measured() if r.group == group and r.map50_95 is not None]
         marker = _MARKERS[gi % len(_MARKERS)]
@@ -54,7 +54,7 @@ def plot_pareto(report: "Report", out: str | Path) -> Path:
             text = r.precision_label() if one_model else f"{r.model}:{r.precision_label()}"
             ax.annotate(text, (r.latency(report.metric), r.map50_95), textcoords="offset points",
                         xytext=(5, 5 if k % 2 == 0 else -11), fontsize=7)
-        front = [rows[i] for i in pareto_front([(r.latency(report.metric), r.map50_95) for r in rows])]
+        front = [r for r in pareto if r.group == group]
         if front:
             ax.step([r.latency(report.metric) for r in front], [r.map50_95 for r in front], where="post",
                     linestyle=_FRONT_STYLES[gi % len(_FRONT_STYLES)], color="0.3", linewidth=1, zorder=2,

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from ..errors import OptimError
 from ..paths import write_json_atomic, write_text_atomic
 from .pareto import pareto_front
-from .rows import CSV_COLUMNS, METRICS, BenchRow, row_to_flat
+from .rows import CSV_COLUMNS, MAP_DECIMALS, METRICS, BenchRow, row_to_flat
 from .schema import SCHEMA_ID, SCHEMA_VERSION, load_results, validate_results
 
 
@@ -48,25 +48,30 @@ class Report:
         return [r for r in (self.rows if rows is None else rows) if r.ok and r.latency(self.metric) is not None]
 
     def pareto(self, device: str | None = None) -> list[BenchRow]:
-        """Pareto-optimal rows (latency vs mAP50-95) of each device table, fastest first."""
+        """Pareto-optimal rows (latency vs mAP50-95) of each device table, fastest first.
+
+        mAP is compared at the four decimals the tables show: an exported fp32 model that differs from PyTorch in
+        the sixth decimal is a tie, not a more accurate variant.
+        """
         out: list[BenchRow] = []
         for group in self.groups():
             rows = [r for r in self.measured(self.select(device)) if r.group == group and r.map50_95 is not None]
-            out += [rows[i] for i in pareto_front([(r.latency(self.metric), r.map50_95) for r in rows])]
+            out += [rows[i] for i in pareto_front([(r.latency(self.metric), round(r.map50_95, MAP_DECIMALS))
+                                                   for r in rows])]
         return out
 
     def is_pareto(self, row: BenchRow) -> bool:
         return any(row is r for r in self.pareto())
 
     def best(self, device: str | None = None, max_latency_ms: float | None = None) -> BenchRow | None:
-        """The most accurate measured variant on `device` whose latency is within `max_latency_ms`
-        (ties go to the faster); None when nothing fits the budget."""
+        """The most accurate measured variant on `device` whose latency is within `max_latency_ms` (mAP50-95
+        compared at four decimals; ties go to the faster); None when nothing fits the budget."""
         if device is not None and not self.select(device):
             raise OptimError(f"device={device} matches no row; devices in this report: {', '.join(self.groups())}")
         rows = [r for r in self.measured(self.select(device)) if r.map50_95 is not None]
         if max_latency_ms is not None:
             rows = [r for r in rows if r.latency(self.metric) <= max_latency_ms]
-        return min(rows, key=lambda r: (-r.map50_95, r.latency(self.metric)), default=None)
+        return min(rows, key=lambda r: (-round(r.map50_95, MAP_DECIMALS), r.latency(self.metric)), default=None)
 
     def baseline(self, group: str) -> BenchRow | None:
         """The row a device table is compared against: the first model's torch fp32 row on that device; failing

@@ -9,6 +9,7 @@ from ..bench.latency import LatencyStats, ThroughputStats
 
 STATUSES = ("ok", "failed", "skipped")
 METRICS = ("inference", "end_to_end")  # which latency sorts tables, draws the Pareto front and bounds best()
+MAP_DECIMALS = 4  # mAP shown and compared at this precision; smaller differences are numerical noise
 
 
 @dataclass(frozen=True)

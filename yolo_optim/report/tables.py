@@ -24,10 +24,11 @@ def table_cells(report: "Report", row: "BenchRow", base: "BenchRow | None", pare
     delta = speed = "–"
     if base is not None and row is not base:
         if row.map50_95 is not None and base.map50_95 is not None:
-            delta = f"{row.map50_95 - base.map50_95:+.4f}"
+            d = round(row.map50_95 - base.map50_95, 4)
+            delta = f"{d:+.4f}" if d else "0.0000"
         speed = f"{base.latency(metric) / row.latency(metric):.2f}x"
     elif row is base:
-        delta, speed = "0", "1.00x"
+        delta, speed = "0.0000", "1.00x"
     inf, e2e, tp = row.inference, row.end_to_end, row.throughput
     return [mark.strip(), row.model, row.runtime, row.precision_label(), _f(row.map50_95, ".4f"), delta,
             _f(row.map50, ".4f"), _f(inf and inf.median_ms, ".2f"), _f(inf and inf.p90_ms, ".2f"),
@@ -53,9 +54,9 @@ def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
     lines = ["# Benchmark report", "",
              f"mAP on the validation split (Ultralytics validator) against batch-1 latency. Tables are sorted by "
              f"median {metric} latency. ★ marks the Pareto-optimal variants of a device (no other variant there is "
-             f"both faster and more accurate). ΔmAP50-95 and speed-up ({metric} median) compare each row with the "
-             f"row marked *base*. *precision* is what the runtime executed (with the requested one when they differ). "
-             f"Latency in milliseconds.", ""]
+             f"both faster and more accurate, mAP compared at the four decimals shown). ΔmAP50-95 and speed-up "
+             f"({metric} median) compare each row with the row marked *base*. *precision* is what the runtime "
+             f"executed (with the requested one when they differ). Latency in milliseconds.", ""]
     if not report.complete:
         lines += ["**This run is incomplete** (interrupted or in progress); rerun the same command to resume.", ""]
     if plot:

@@ -36,13 +36,24 @@ def tune(model: Any = None, data: Any = None, space: str | dict[str, Any] | None
     `space` is a YAML path (or a name under cfg/spaces) or a dict in the same format.
     Example: yolo_optim.tune("yolo11n.yaml", "data.yaml", search="bayes", trials=20, epochs=10, concurrency=4)
     """
-    overrides = {"model": None if model is None else str(model), "data": None if data is None else str(data),
-                 **kwargs}
+    overrides = {"model": _model_text(model), "data": None if data is None else str(data), **kwargs}
     if isinstance(space, dict):
         return run_tune(make_config("tune", overrides), space=space)
     if space is not None:
         overrides["space"] = str(space)
     return run_tune(make_config("tune", overrides))
+
+
+def _model_text(model: Any) -> str | None:
+    """A path for a model given as a path or as a YOLO object (trials load it in their own processes)."""
+    if model is None or isinstance(model, (str, Path)):
+        return None if model is None else str(model)
+    from ..models import checkpoint_path
+
+    source = checkpoint_path(model) or getattr(model, "cfg", None)
+    if not source:
+        raise OptimError("this YOLO object was not loaded from a file; pass the path of its .pt or model YAML")
+    return str(source)
 
 
 def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult:
@@ -65,16 +76,16 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
 
     plan = None if cfg.resume else make_search_plan(cfg.search, search_space, "objective", objective.mode,
                                                       cfg.trials, cfg.seed, cfg.concurrency)
-    model, data = _model_and_data(cfg, save_dir)
+    model, data = _model_and_data(cfg, save_dir, float(search_space.fixed.get("fraction", 1.0)))
     _write_inputs(save_dir, cfg, model, data, search_space)
     latency = {}
     if objective.uses_latency:
-        latency = measure_latency_table(latency_axes(search_space, model, cfg.imgsz), objective, data, "cpu",
+        latency = measure_latency_table(latency_axes(search_space, model, cfg.imgsz), objective, data, cfg.device,
                                         save_dir / "latency.json")
     started = _init_ray(cfg)
     try:
         tuner = _make_tuner(cfg, save_dir, search_space, objective, plan, model, data, latency)
-        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, scheduler={cfg.scheduler or "none"}, "
+        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, scheduler={cfg.scheduler or 'none'}, "
               f"{cfg.concurrency} at once; objective={objective.metric} ({objective.mode}); results in {save_dir}")
         t0 = time.time()
         try:
@@ -108,7 +119,7 @@ def _prepare(cfg: TuneConfig, space: dict[str, Any] | None) -> tuple[Path, TuneC
     return save_dir, make_config("tune", saved), load_space(save_dir / "space.yaml")
 
 
-def _model_and_data(cfg: TuneConfig, save_dir: Path) -> tuple[str, str]:
+def _model_and_data(cfg: TuneConfig, save_dir: Path, fraction: float) -> tuple[str, str]:
     """Absolute model and data paths; the model is loaded once here so a bad one fails before Ray starts."""
     from ..data.baseline import resolve_model_and_data
     from ..data.check import check_dataset
@@ -119,7 +130,7 @@ def _model_and_data(cfg: TuneConfig, save_dir: Path) -> tuple[str, str]:
     model, data = resolve_model_and_data(cfg)
     if Path(model).exists():
         model = str(Path(model).resolve())
-    load_yolo(model, tasks=("detect", "segment", "pose", "obb"))
+    task = load_yolo(model, tasks=("detect", "segment", "pose", "obb")).task
     info = check_dataset(data)
     raw = load_yaml_file(data, what="data")
     raw["path"] = str(Path(info["path"]).resolve())  # trials train from other working folders
@@ -127,7 +138,17 @@ def _model_and_data(cfg: TuneConfig, save_dir: Path) -> tuple[str, str]:
     for stale in (EXPERIMENT, "weights", "plots"):  # exist_ok=True starts a new search in the same folder
         shutil.rmtree(save_dir / stale, ignore_errors=True)
     write_text_atomic(save_dir / "data.yaml", yaml.safe_dump(raw, sort_keys=False))
+    _write_label_caches(check_dataset(save_dir / "data.yaml"), task, fraction)
     return model, str(save_dir / "data.yaml")
+
+
+def _write_label_caches(info: dict[str, Any], task: str, fraction: float) -> None:
+    """Scan the labels once here, as Ultralytics' trainer would: concurrent trials would race writing the caches."""
+    from ultralytics.data.dataset import YOLODataset
+
+    for split, share in (("train", fraction), ("val", 1.0)):
+        YOLODataset(img_path=info[split], data=info, task=task, augment=False, fraction=share,
+                    prefix=f"{split}: ")
 
 
 def _write_inputs(save_dir: Path, cfg: TuneConfig, model: str, data: str, space: SearchSpace) -> None:
@@ -235,7 +256,7 @@ def _finish(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: Obje
         first = next((t.error for t in trials if t.error), "no trial reported a result")
         raise OptimError(f"no trial finished an epoch ({counts}); first error: {first}; see {save_dir}/trials.csv")
     print(f"tune: best {objective.metric}={best.objective:.5g} (trial {best.trial_id}, epoch {best.best_epoch}); "
-          f"{yaml_path}")
+          f"{yaml_path}; TensorBoard: tensorboard --logdir {save_dir / EXPERIMENT}")
     if any(t.status == "unfinished" for t in trials):
         print(f"tune: the search was interrupted; continue it with resume=True project={save_dir.parent} "
               f"name={save_dir.name}")

@@ -95,7 +95,10 @@ def latency_key(model: str, imgsz: int) -> str:
 
 def measure_latency_table(pairs: list[tuple[str, int]], objective: Objective, data: str, device: str,
                           cache: Path, threads: int = 0, log: Any = print) -> dict[str, float]:
-    """Median latency in ms for every (model, imgsz) pair; pairs already in `cache` (a JSON file) are kept."""
+    """Median latency in ms for every (model, imgsz) pair; pairs already in `cache` (a JSON file) are kept.
+
+    `device` is the training device; a GPU target exports on it (or on GPU 0 when training runs on the CPU).
+    """
     from ..paths import write_json_atomic
 
     table: dict[str, float] = {}
@@ -125,6 +128,7 @@ def _median_latency_ms(model: str, imgsz: int, target_text: str, data: str, devi
     backend = get_backend(target.backend)
     with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
         yolo = _model_for_data(model, data, Path(tmp))
+        device = (device if device != "cpu" else "0") if target.device == "gpu" else "cpu"  # torch device to export on
         cfg = make_config("export", {"model": model, "data": data, "imgsz": imgsz, "batch": 1, "device": device,
                                      "target": target.runtime, "precision": target.precision, "guard": "off"})
         artifact = backend.export(yolo, target, cfg, Path(tmp) / "artifact")

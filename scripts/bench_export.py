@@ -1,0 +1,231 @@
+"""Export figures: size, mAP50-95 and batch-1 latency of every export variant, side by side in one run.
+
+    python scripts/bench_export.py                      # the demo baseline, accuracy at 256, latency at 640 and 256
+    python scripts/bench_export.py --model best.pt --data data.yaml --acc-imgsz 640 --lat-imgsz 640
+
+Rows: OpenVINO fp32/bf16/fp16/int8w/int8, ONNX Runtime fp32/fp16/int8w/int8, and Ultralytics' own INT8 exports
+(OpenVINO and ONNX) calibrated on the very same training images, for reference. Accuracy: every artifact through
+Ultralytics' validator at the precision it records. Latency: raw inference, fixed threads, warm-up, then
+`--rounds` round-robin passes over all variants (so a slow spell on a shared machine hits all rows alike), each a
+bounded timed loop; the figure is the median of the per-round medians. Timing holds /tmp/yolo_optim_timing.lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from yolo_optim.bench.latency import TimingPlan, time_callable  # noqa: E402
+from yolo_optim.errors import OptimError  # noqa: E402
+from yolo_optim.export import export, get_backend, read_artifact_metadata  # noqa: E402
+from yolo_optim.export.artifact import quiet_ultralytics  # noqa: E402
+from yolo_optim.export.calibration import calibration_set  # noqa: E402
+from yolo_optim.export.validate import val_artifact, val_callable, val_checkpoint  # noqa: E402
+
+OURS = ["openvino-cpu:fp32", "openvino-cpu:bf16", "openvino-cpu:fp16", "openvino-cpu:int8w", "openvino-cpu:int8",
+        "onnxruntime-cpu:fp32", "onnxruntime-cpu:fp16", "onnxruntime-cpu:int8w", "onnxruntime-cpu:int8"]
+THEIRS = ["ultralytics-openvino:int8", "ultralytics-onnx:int8"]
+
+
+@contextlib.contextmanager
+def timing_lock() -> Iterator[None]:
+    with open("/tmp/yolo_optim_timing.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def size_mb(path: Path) -> float:
+    files = [q for q in path.rglob("*") if q.is_file()] if path.is_dir() else [path]
+    return sum(q.stat().st_size for q in files if q.suffix != ".yaml") / 2**20
+
+
+def ultralytics_int8(model: Path, fmt: str, imgsz: int, calib_images: list[Path], work: Path) -> Path:
+    """Ultralytics' own INT8 export, calibrated on exactly our calibration images (a list file as its train split)."""
+    from ultralytics import YOLO
+
+    from yolo_optim.export.calibration import dataset_info
+
+    work.mkdir(parents=True, exist_ok=True)
+    listing = work / "calib.txt"
+    listing.write_text("\n".join(str(p) for p in calib_images) + "\n")
+    info = dataset_info(args.data)
+    data = work / "calib.yaml"
+    data.write_text(json.dumps({"path": str(work), "train": str(listing), "val": str(info["val"]),
+                                "names": {int(k): v for k, v in info["names"].items()}}))
+    staged = work / f"{fmt}-{imgsz}.pt"
+    shutil.copyfile(model, staged)
+    with quiet_ultralytics():
+        out = YOLO(str(staged)).export(format=fmt, quantize=8, data=str(data), split="train", imgsz=imgsz, batch=1,
+                                       dynamic=False, device="cpu", verbose=False)
+    return Path(out)
+
+
+def openvino_callable(path: Path, hint: str, threads: int) -> Callable[[np.ndarray], Any]:
+    import openvino as ov
+
+    xml = path if path.suffix == ".xml" else next(path.glob("*.xml"))
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
+                                                         "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    return lambda x: list(request.infer({0: x}, share_inputs=True).values())
+
+
+def make_variants(imgsz: int, calib: Any, root: Path) -> dict[str, dict[str, Any]]:
+    """Export every variant at imgsz; unsupported ones are recorded with the reason."""
+    rows: dict[str, dict[str, Any]] = {}
+    for name in OURS:
+        t0 = time.perf_counter()
+        try:
+            res = export(str(args.model), name, data=str(args.data), imgsz=imgsz, calib_images=args.calib,
+                         guard="off", project=str(root / str(imgsz)), name=name.replace(":", "-"), exist_ok=True)
+        except OptimError as e:
+            rows[name] = {"error": str(e)}
+            print(f"[{imgsz}] {name}: {e}", flush=True)
+            continue
+        meta = read_artifact_metadata(res.path)
+        rows[name] = {"path": res.path, "executed_precision": meta.get("executed_precision"),
+                      "inference_precision_hint": meta.get("inference_precision_hint"), "size_mb": size_mb(res.path),
+                      "export_s": round(time.perf_counter() - t0, 1), "quantization": meta.get("quantization")}
+        print(f"[{imgsz}] {name}: exported in {rows[name]['export_s']} s", flush=True)
+    for name, fmt in (("ultralytics-openvino:int8", "openvino"), ("ultralytics-onnx:int8", "onnx")):
+        t0 = time.perf_counter()
+        path = ultralytics_int8(Path(args.model), fmt, imgsz, list(calib.images), root / str(imgsz) / "ultralytics")
+        rows[name] = {"path": path, "size_mb": size_mb(path), "export_s": round(time.perf_counter() - t0, 1)}
+        print(f"[{imgsz}] {name}: exported in {rows[name]['export_s']} s", flush=True)
+    return rows
+
+
+def callables(rows: dict[str, dict[str, Any]], hint_theirs: str) -> dict[str, Callable[[np.ndarray], Any]]:
+    """Runners at each artifact's recorded precision; Ultralytics' OpenVINO INT8 at the hint our INT8 runs at."""
+    out = {}
+    for name, row in rows.items():
+        if "error" in row:
+            continue
+        if name == "ultralytics-openvino:int8":
+            out[name] = openvino_callable(row["path"], hint_theirs, args.threads)
+        elif name == "ultralytics-onnx:int8":
+            out[name] = get_backend("onnxruntime").load_runner(row["path"], threads=args.threads)
+        else:
+            out[name] = get_backend(name.split("-")[0]).load_runner(row["path"], threads=args.threads)
+    return out
+
+
+def measure_latency(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: str) -> None:
+    runners = callables(rows, hint_theirs)
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    plan = TimingPlan(warmup=args.warmup, runs=args.runs, seconds=args.seconds, min_runs=10)
+    per_round: dict[str, list[float]] = {k: [] for k in runners}
+    with timing_lock():
+        for r in range(args.rounds):
+            for name, fn in runners.items():
+                per_round[name].append(time_callable(lambda: fn(x), plan).median_ms)
+            print(f"[{imgsz}] latency round {r + 1}/{args.rounds}: " +
+                  ", ".join(f"{k}={v[-1]:.2f}" for k, v in per_round.items()), flush=True)
+    for name, values in per_round.items():
+        rows[name]["latency_ms"] = float(np.median(values))
+        rows[name]["latency_rounds_ms"] = [round(v, 3) for v in values]
+
+
+def measure_accuracy(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: str) -> float:
+    ref = val_checkpoint(args.model, args.data, imgsz, batch=16)
+    meta = None
+    for name, row in rows.items():
+        if "error" in row:
+            continue
+        if name.startswith("ultralytics-"):
+            meta = meta or read_artifact_metadata(rows["openvino-cpu:fp32"]["path"])
+            fn = callables({name: row}, hint_theirs)[name]
+            m = val_callable(fn, args.data, imgsz, meta["names"], meta.get("task", "detect"))
+        else:
+            m = val_artifact(row["path"], args.data)
+        row["map50_95"], row["map50"], row["drop"] = m.map50_95, m.map50, ref.map50_95 - m.map50_95
+        print(f"[{imgsz}] {name}: mAP50-95 {m.map50_95:.4f} (FP32 torch {ref.map50_95:.4f})", flush=True)
+    return ref.map50_95
+
+
+def table(results: dict[str, Any]) -> str:
+    acc, lat = results["accuracy_imgsz"], results["latency_imgsz"]
+    lines = [f"| variant | runs at | size MB | mAP50-95 @{acc} | drop | " +
+             " | ".join(f"ms @{s} | x same-backend fp32 @{s}" for s in lat) + " |",
+             "|---|---|---|---|---|" + "---|---|" * len(lat)]
+    for name in [*OURS, *THEIRS]:
+        a = results["sizes"][str(acc)].get(name, {})
+        if "error" in a:
+            lines.append(f"| {name} | not supported: {a['error'][:110]} |")
+            continue
+        cells = [name, str(a.get("executed_precision") or "int8 (" + results["hint_theirs"] + " rest)"),
+                 f"{a.get('size_mb', float('nan')):.2f}", f"{a.get('map50_95', float('nan')):.4f}",
+                 f"{a.get('drop', float('nan')):+.4f}"]
+        for s in lat:
+            row = results["sizes"][str(s)].get(name, {})
+            base = results["sizes"][str(s)].get(("openvino" if "openvino" in name else "onnxruntime") + "-cpu:fp32", {})
+            ms = row.get("latency_ms")
+            cells += [f"{ms:.2f}" if ms else "-", f"{ms / base['latency_ms']:.2f}" if ms and base.get("latency_ms") else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    global args
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="weights (.pt); default: the demo baseline")
+    p.add_argument("--data", help="dataset YAML; default: the demo baseline's dataset")
+    p.add_argument("--acc-imgsz", type=int, default=256, help="image size for accuracy (the training size)")
+    p.add_argument("--lat-imgsz", default="640,256", help="comma list of image sizes for latency")
+    p.add_argument("--calib", type=int, default=300, help="calibration images from the training split")
+    p.add_argument("--threads", type=int, default=2, help="inference threads for every runtime")
+    p.add_argument("--rounds", type=int, default=3, help="round-robin timing passes")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=8.0, help="time limit of one timed loop")
+    p.add_argument("--out", default="runs/optim/bench_export", help="output folder")
+    args = p.parse_args()
+    if not args.model:
+        from yolo_optim.config import make_config
+        from yolo_optim.data.baseline import baseline_result
+
+        base = baseline_result(make_config("baseline"))
+        args.model, args.data = str(base.weights), str(args.data or base.data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lat = [int(s) for s in args.lat_imgsz.split(",")]
+    sizes = sorted({args.acc_imgsz, *lat})
+    results: dict[str, Any] = {"model": args.model, "data": args.data, "accuracy_imgsz": args.acc_imgsz,
+                               "latency_imgsz": lat, "threads": args.threads, "calib_images": args.calib,
+                               "cpu": platform.processor() or platform.machine(), "sizes": {}}
+    for imgsz in sizes:
+        calib = calibration_set(args.data, imgsz, args.calib, 0)
+        rows = make_variants(imgsz, calib, out / "artifacts")
+        hint = rows.get("openvino-cpu:int8", {}).get("inference_precision_hint") or "f32"
+        results["hint_theirs"] = hint
+        if imgsz in lat:
+            measure_latency(rows, imgsz, hint)
+        if imgsz == args.acc_imgsz:
+            results["fp32_torch_map50_95"] = measure_accuracy(rows, imgsz, hint)
+        results["sizes"][str(imgsz)] = {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
+                                        for k, v in rows.items()}
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    md = table(results)
+    (out / "results.md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

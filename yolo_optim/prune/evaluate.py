@@ -1,0 +1,84 @@
+"""Accuracy of an in-memory model with Ultralytics' own validator, optionally on a fixed subset of the val split."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+import yaml
+
+from ..errors import OptimError
+
+# The primary accuracy figure per task: boxes for detect/obb, masks for segment, keypoints for pose.
+MAP_KEYS = {"detect": "metrics/mAP50-95(B)", "obb": "metrics/mAP50-95(B)", "segment": "metrics/mAP50-95(M)",
+            "pose": "metrics/mAP50-95(P)"}
+
+
+def validator_class(task: str) -> Any:
+    from ultralytics.models import yolo
+
+    table = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
+             "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}
+    if task not in table:
+        raise OptimError(f"task '{task}' cannot be pruned; supported tasks: {', '.join(table)}")
+    return table[task]
+
+
+def val_subset_yaml(data: str | Path, images: int, out_dir: Path, seed: int = 0) -> Path:
+    """A copy of data.yaml whose val split is the first `images` val images (a fixed, seeded choice)."""
+    import random
+
+    from ultralytics.data.utils import check_det_dataset
+
+    info = check_det_dataset(str(data))
+    val = info.get("val")
+    paths = _image_files(val)
+    if not paths:
+        raise OptimError(f"data={data} has no validation images; the pruner needs its val split to measure mAP")
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(paths, min(images, len(paths)))) if images and images < len(paths) else paths
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listing = out_dir / "val_subset.txt"
+    listing.write_text("\n".join(str(p) for p in chosen) + "\n")
+    keep = {k: info[k] for k in ("names", "nc", "kpt_shape", "flip_idx", "channels") if k in info}
+    sub = {**keep, "path": str(out_dir), "train": str(info["train"]), "val": str(listing)}
+    target = out_dir / "val_subset.yaml"
+    target.write_text(yaml.safe_dump(sub, sort_keys=False))
+    return target
+
+
+def _image_files(val: Any) -> list[str]:
+    from ultralytics.data.utils import IMG_FORMATS
+
+    out: list[str] = []
+    for v in val if isinstance(val, list) else [val]:
+        p = Path(str(v))
+        if p.is_dir():
+            out += sorted(str(q) for q in p.rglob("*") if q.suffix[1:].lower() in IMG_FORMATS)
+        elif p.suffix == ".txt" and p.is_file():
+            out += [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    return out
+
+
+def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, device: str = "cpu",
+            workers: int = 0) -> dict[str, float]:
+    """Validate a copy of `model` (the validator fuses what it is given); returns Ultralytics' metric dict."""
+    from ultralytics.utils import LOGGER
+
+    task = getattr(model, "task", "detect")
+    args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, workers=workers, plots=False,
+                verbose=False, save_json=False, task=task, split="val", half=False)
+    validator = validator_class(task)(args=args)
+    level = LOGGER.level
+    LOGGER.setLevel(40)  # the per-class table is noise here; the caller reports the figure it needs
+    try:
+        stats = validator(model=copy.deepcopy(model).float().eval())
+    finally:
+        LOGGER.setLevel(level)
+    return {k: float(v) for k, v in dict(stats).items() if isinstance(v, (int, float))}
+
+
+def primary_map(stats: dict[str, float], task: str) -> float:
+    return float(stats.get(MAP_KEYS.get(task, MAP_KEYS["detect"]), 0.0))

@@ -1,0 +1,95 @@
+"""Pruning targets, and measured latency as one: `target=latency:openvino-cpu:8ms` prunes until it is met.
+
+A candidate's latency is measured the way the benchmark measures it: the model is exported with the export
+backend of the target (yolo_optim.export) and its raw inference is timed with the benchmark's harness
+(yolo_optim.bench.latency), median of the timed calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from ..errors import OptimError
+
+LOG = logging.getLogger("yolo_optim.prune")
+_LATENCY = re.compile(r"^latency:(?P<runtime>[a-z]+-[a-z]+)(?::(?P<precision>[a-z0-9]+))?:(?P<ms>[0-9.]+)\s*ms$")
+SIZE_MEASURES = ("channels", "params", "flops")
+
+
+@dataclass(frozen=True)
+class LatencyGoal:
+    target: Any  # yolo_optim.export.base.Target
+    ms: float  # median raw-inference latency to reach, milliseconds
+
+    @property
+    def name(self) -> str:
+        return f"latency:{self.target.name}:{self.ms:g}ms"
+
+
+def parse_target(text: str) -> tuple[LatencyGoal | None, str]:
+    """'flops' -> (None, 'flops'); 'latency:openvino-cpu:int8:5ms' -> (LatencyGoal, 'latency')."""
+    t = str(text).strip().lower()
+    if t in SIZE_MEASURES:
+        return None, t
+    m = _LATENCY.match(t)
+    if not m:
+        raise OptimError(f"target={text} is not understood; use channels, params, flops or "
+                         "latency:<backend>-<device>[:<precision>]:<ms>ms, e.g. latency:openvino-cpu:8ms")
+    from ..export.base import Target, get_backend
+
+    try:
+        target = Target.parse(m["runtime"], precision=m["precision"] or "fp32")
+    except OptimError as e:
+        raise OptimError(f"target={text}: {e}") from None
+    ms = float(m["ms"])
+    if ms <= 0:
+        raise OptimError(f"target={text}: the latency must be positive")
+    get_backend(target.backend).check(target)  # a missing runtime or device fails now, before any work
+    return LatencyGoal(target, ms), "latency"
+
+
+def measure_latency(model: nn.Module, goal: LatencyGoal, imgsz: int, data: str | None = None,
+                    runs: int = 30, seconds: float = 4.0) -> float:
+    """Median raw-inference latency (ms) of `model` exported for the goal's target at `imgsz`."""
+    import numpy as np
+
+    from ..bench.latency import TimingPlan, time_callable
+    from ..export import export
+    from ..export.base import get_backend
+    from .checkpoint import write_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
+        ckpt = write_checkpoint(model, Path(tmp) / "candidate.pt", {}, {"candidate": True})
+        extra = dict(guard="off", calib_images=32) if goal.target.precision == "int8" else {}
+        result = export(str(ckpt), target=goal.target.runtime, precision=goal.target.precision, data=data,
+                        imgsz=imgsz, project=tmp, name="export", exist_ok=True, **extra)
+        runner = get_backend(goal.target.backend).load_runner(result.path)
+        x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+        stats = time_callable(lambda: runner(x), TimingPlan(warmup=5, runs=runs, seconds=seconds, min_runs=5))
+    return float(stats.median_ms)
+
+
+def check_goal(cfg: Any, prepared: nn.Module, widths: dict[str, int], goal: LatencyGoal) -> float:
+    """Fail early when the goal is already met or out of reach; returns the source's latency (ms)."""
+    from .structured import StepSpec, most_pruned
+
+    imgsz = cfg.latency_imgsz
+    base = measure_latency(prepared, goal, imgsz, cfg.data)
+    if base <= goal.ms:
+        raise OptimError(f"{goal.name} is already met: the model runs in {base:.2f} ms at {imgsz} px; "
+                         "nothing to prune (ask for a lower latency)")
+    spec = StepSpec(kind=cfg.kind, round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, imgsz=cfg.imgsz)
+    best = measure_latency(most_pruned(prepared, spec, widths), goal, imgsz, cfg.data)
+    if best > goal.ms:
+        raise OptimError(f"{goal.name} cannot be met: the source runs in {base:.2f} ms and the most pruned model "
+                         f"this allows (max_layer_ratio={cfg.max_layer_ratio}) in {best:.2f} ms at {imgsz} px; ask "
+                         f"for at least {best * 1.05:.1f}ms or raise max_layer_ratio")
+    LOG.info("%s: source %.2f ms, most pruned %.2f ms", goal.name, base, best)
+    return base

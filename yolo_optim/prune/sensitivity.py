@@ -1,0 +1,128 @@
+"""Sensitivity analysis: prune each channel group alone at several ratios and measure the mAP it costs.
+
+The table (one row per group and ratio) feeds the `sensitivity` allocation, which then picks per-layer ratios
+that meet the target at the least measured loss. It is saved as CSV and as a heat-map plot, and reused on resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..paths import write_text_atomic
+from .allocate import round_keep
+from .evaluate import primary_map, val_map
+from .graph import PruningGraph, refresh_block_attributes
+from .importance import accumulate_gradients, recalibrate_batchnorm, score_groups
+from .measure import model_size
+
+LOG = logging.getLogger("yolo_optim.prune")
+FIELDS = ("group", "channels", "ratio", "kept", "map", "loss", "macs_saved")
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    group: str  # root layer of the group
+    channels: int  # channels before pruning
+    ratio: float  # fraction asked to remove
+    kept: int  # channels kept after rounding
+    map: float  # mAP50-95 on the val subset with only this group pruned
+    loss: float  # baseline mAP minus `map`
+    macs_saved: float  # fraction of the model's MACs this removes
+
+
+def read_table(path: Path) -> list[SensitivityRow]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [SensitivityRow(r["group"], int(r["channels"]), float(r["ratio"]), int(r["kept"]), float(r["map"]),
+                               float(r["loss"]), float(r["macs_saved"])) for r in csv.DictReader(f)]
+
+
+def write_table(rows: list[SensitivityRow], path: Path) -> None:
+    lines = [",".join(FIELDS)]
+    lines += [f"{r.group},{r.channels},{r.ratio:.4f},{r.kept},{r.map:.6f},{r.loss:.6f},{r.macs_saved:.6f}"
+              for r in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def curves(rows: list[SensitivityRow]) -> dict[str, tuple[tuple[float, float], ...]]:
+    """group -> ((actual removed fraction, loss), ...) for the allocator."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        out.setdefault(r.group, []).append((1 - r.kept / r.channels, r.loss))
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float, ...], method: str,
+            round_to: int, table: Path, batch: int = 16, seed: int = 0, calibrate: bool = True,
+            kind: str = "structured") -> list[SensitivityRow]:
+    """Measure (or finish measuring: rows already in `table` are kept) the loss of pruning each group alone."""
+    done = read_table(table) if table.exists() else []
+    have = {(r.group, round(r.ratio, 4)) for r in done}
+    reference = primary_map(val_map(model, data, imgsz, batch), getattr(model, "task", "detect"))
+    base_macs = model_size(model, min(imgsz, 320)).macs
+    graph = PruningGraph(model, round_to)
+    if method == "taylor":
+        accumulate_gradients(graph.model, data, imgsz, seed=seed)
+    scores = score_groups(graph, method, seed)
+    graph.model.zero_grad(set_to_none=True)
+    todo = [(g, r) for g in graph.groups for r in ratios if (g.name, round(r, 4)) not in have
+            and (kind != "neuron" or g.pointwise)]
+    LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f", len(graph.groups),
+             len(ratios), len(todo), reference)
+    rows = list(done)
+    t0 = time.time()
+    for i, (g, ratio) in enumerate(todo):
+        n = graph.channels(g)
+        kept = round_keep(n * (1 - ratio), n, round_to, 0.95)
+        if kept >= n:
+            continue
+        work = copy.deepcopy(model)
+        wg = PruningGraph(work, round_to)
+        target = next(x for x in wg.groups if x.name == g.name)
+        order = scores[g.name].argsort(stable=True)
+        wg.prune(target, order[: n - kept].tolist())
+        refresh_block_attributes(work)
+        if calibrate:
+            recalibrate_batchnorm(work, data, imgsz, batches=4, seed=seed)
+        m = primary_map(val_map(work, data, imgsz, batch), getattr(model, "task", "detect"))
+        saved = 1 - model_size(work, min(imgsz, 320)).macs / base_macs
+        rows.append(SensitivityRow(g.name, n, ratio, kept, m, reference - m, saved))
+        write_table(rows, table)  # every row is kept as soon as it is measured: a killed analysis resumes
+        if (i + 1) % 10 == 0:
+            LOG.info("sensitivity: %d/%d measured (%.0f s)", i + 1, len(todo), time.time() - t0)
+    return rows
+
+
+def plot_table(rows: list[SensitivityRow], path: Path) -> Path | None:
+    """Heat map: one row per group, one column per ratio, colour = mAP loss."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = list(dict.fromkeys(r.group for r in rows))
+    ratios = sorted({round(r.ratio, 4) for r in rows})
+    grid = np.full((len(groups), len(ratios)), np.nan)
+    for r in rows:
+        grid[groups.index(r.group), ratios.index(round(r.ratio, 4))] = r.loss * 100
+    fig, ax = plt.subplots(figsize=(2 + 1.2 * len(ratios), 1.5 + 0.18 * len(groups)))
+    im = ax.imshow(grid, aspect="auto", cmap="magma_r")
+    ax.set_xticks(range(len(ratios)), [f"{r:.0%}" for r in ratios])
+    ax.set_yticks(range(len(groups)), groups, fontsize=6)
+    ax.set_xlabel("channels removed from this group alone")
+    ax.set_title("mAP50-95 loss (points) per pruned group")
+    fig.colorbar(im, ax=ax, label="mAP50-95 loss (points)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
