@@ -21,20 +21,21 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_optim.bench.latency import TimingPlan, time_callable  # noqa: E402
-from yolo_optim.errors import OptimError  # noqa: E402
-from yolo_optim.export import export, get_backend, read_artifact_metadata  # noqa: E402
-from yolo_optim.export.artifact import quiet_ultralytics  # noqa: E402
-from yolo_optim.export.calibration import calibration_set  # noqa: E402
-from yolo_optim.export.validate import val_artifact, val_callable, val_checkpoint  # noqa: E402
+from yolo_optim.bench.latency import TimingPlan, time_callable
+from yolo_optim.errors import OptimError
+from yolo_optim.export import export, get_backend, read_artifact_metadata
+from yolo_optim.export.artifact import quiet_ultralytics
+from yolo_optim.export.calibration import calibration_set
+from yolo_optim.export.validate import val_artifact, val_callable, val_checkpoint
 
 OURS = ["openvino-cpu:fp32", "openvino-cpu:bf16", "openvino-cpu:fp16", "openvino-cpu:int8w", "openvino-cpu:int8",
         "onnxruntime-cpu:fp32", "onnxruntime-cpu:fp16", "onnxruntime-cpu:int8w", "onnxruntime-cpu:int8"]
@@ -135,7 +136,7 @@ def measure_latency(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: st
     with timing_lock():
         for r in range(args.rounds):
             for name, fn in runners.items():
-                per_round[name].append(time_callable(lambda: fn(x), plan).median_ms)
+                per_round[name].append(time_callable(lambda fn=fn: fn(x), plan).median_ms)
             print(f"[{imgsz}] latency round {r + 1}/{args.rounds}: " +
                   ", ".join(f"{k}={v[-1]:.2f}" for k, v in per_round.items()), flush=True)
     for name, values in per_round.items():

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from yolo_optim.export.graph import CONV_TYPES, find_head_scope, level_grids, onnx_nodes, openvino_nodes
+from yolo_optim.export.graph import (
+    CONV_TYPES,
+    find_head_scope,
+    level_grids,
+    onnx_nodes,
+    openvino_nodes,
+)
 
 IMGSZ = 64
 
@@ -73,7 +79,11 @@ def test_no_head_is_a_clear_error():
 
 
 def test_calibration_uses_the_training_split_with_a_fixed_seed(demo_data):
-    from yolo_optim.export.calibration import calibration_set, split_images, dataset_info
+    from yolo_optim.export.calibration import (
+        calibration_set,
+        dataset_info,
+        split_images,
+    )
 
     a = calibration_set(demo_data, IMGSZ, n=5, seed=0)
     b = calibration_set(demo_data, IMGSZ, n=5, seed=0)

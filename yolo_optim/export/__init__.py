@@ -3,8 +3,16 @@
 Importing this package imports no runtime: each backend imports openvino / onnxruntime / tensorrt inside its methods.
 """
 
-from .base import (PRECISIONS, Backend, Runner, Target, get_backend, list_backends, read_artifact_metadata,
-                   register_backend)
+from .base import (
+    PRECISIONS,
+    Backend,
+    Runner,
+    Target,
+    get_backend,
+    list_backends,
+    read_artifact_metadata,
+    register_backend,
+)
 from .exporter import ExportResult, export, run_export
 
 __all__ = ["PRECISIONS", "Backend", "ExportResult", "Runner", "Target", "export", "get_backend", "list_backends",

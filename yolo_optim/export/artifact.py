@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import OptimError
 from ..models import checkpoint_path, file_sha256
@@ -63,7 +64,7 @@ class StagedSource:
             with quiet_ultralytics(self.verbose):
                 out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, device="cpu", nms=False,
                                        quantize=16 if half else None, simplify=True, verbose=False)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - Ultralytics raises many types; the user gets one line
             raise OptimError(f"Ultralytics could not export the model to {fmt} ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
         return Path(out)

@@ -34,7 +34,7 @@ _BACKEND_MODULES = {
     "tensorrt": "yolo_optim.export.tensorrt",
     "torch": "yolo_optim.export.torch",
 }
-_REGISTRY: dict[str, type["Backend"]] = {}
+_REGISTRY: dict[str, type[Backend]] = {}
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Target:
                              f"choose one of {', '.join(PRECISIONS)}")
 
     @classmethod
-    def parse(cls, text: str | "Target", precision: str | None = None) -> "Target":
+    def parse(cls, text: str | Target, precision: str | None = None) -> Target:
         """`openvino-cpu:int8`, or `openvino-cpu` with `precision=`; a precision given both ways must agree."""
         if isinstance(text, Target):
             return text if precision is None else cls(text.backend, text.device, precision)
@@ -120,8 +120,8 @@ class Backend:
         if target.device not in self.devices:
             return False, f"{self.name} has no device '{target.device}' (it has {', '.join(self.devices)})"
         if target.precision not in self.precisions:
-            return False, f"{self.name} does not support precision {target.precision} " \
-                          f"(it supports {', '.join(self.precisions)})"
+            return False, (f"{self.name} does not support precision {target.precision} "
+                           f"(it supports {', '.join(self.precisions)})")
         return self.availability(target.device)
 
     def check(self, target: Target) -> None:

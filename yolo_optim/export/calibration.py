@@ -10,9 +10,10 @@ import hashlib
 import logging
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def dataset_info(data: str | Path | None) -> dict[str, Any]:
     return check_dataset(data, splits=("train", "val"))
 
 
-def calibration_for(cfg: Any) -> "CalibrationSet":
+def calibration_for(cfg: Any) -> CalibrationSet:
     """The calibration set an export config asks for (reused when the caller already built it)."""
     given = getattr(cfg, "calibration", None)
     if given is not None:

@@ -56,7 +56,7 @@ class ExportJob:
 
 
 def export(model: Any, target: str | Target = "openvino-cpu", precision: str | None = None, data: str | None = None,
-           imgsz: int | None = None, reference: "MapResult | None" = None, **kwargs: Any) -> ExportResult:
+           imgsz: int | None = None, reference: MapResult | None = None, **kwargs: Any) -> ExportResult:
     """Export `model` (a .pt path or a YOLO object) to `target`; see cfg/default.yaml `export:` for the keys.
 
     `reference`: the FP32 source's mAP when already known (e.g. from a benchmark), so the accuracy guard does not
@@ -89,7 +89,7 @@ def resolve_target(cfg: Any) -> Target:
     return Target.parse(text, precision=cfg.precision)
 
 
-def run_export(cfg: Any, yolo: Any = None, reference: "MapResult | None" = None) -> ExportResult:
+def run_export(cfg: Any, yolo: Any = None, reference: MapResult | None = None) -> ExportResult:
     """CLI entry: check everything cheap first, then export into a temporary folder and commit it."""
     from ..models import load_yolo
 
@@ -143,8 +143,8 @@ def _model_and_data(cfg: Any, target: Target, yolo: Any) -> tuple[str, str | Non
 
         return resolve_model_and_data(cfg)  # the demo baseline with its own dataset
     if cfg.data is None and target.precision == "int8":
-        raise OptimError(f"precision=int8 needs data= (a dataset YAML): its training images calibrate the "
-                         f"quantization and its validation images check the accuracy; or use precision=int8w")
+        raise OptimError("precision=int8 needs data= (a dataset YAML): its training images calibrate the "
+                         "quantization and its validation images check the accuracy; or use precision=int8w")
     return str(cfg.model), cfg.data
 
 
@@ -207,7 +207,7 @@ def _add_metadata(artifact: Path, **fields: Any) -> None:
 
 
 def _guard(backend: Any, yolo: Any, target: Target, job: ExportJob, tmp: Path, artifact: Path,
-           model: str, ref: "MapResult | None" = None) -> tuple[Path, Path, Any]:
+           model: str, ref: MapResult | None = None) -> tuple[Path, Path, Any]:
     """Validate the artifact; under guard=strict retry the backend's fallbacks until one passes, else fail."""
     from .guard import check_artifact, reference_map
 

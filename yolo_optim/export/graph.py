@@ -16,8 +16,9 @@ alike, without relying on node names:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 CONV_TYPES = {"Conv", "Convolution", "ConvTranspose", "GroupConvolution", "ConvolutionBackpropData"}
 RESHAPE_TYPES = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
@@ -94,7 +95,7 @@ def find_head_scope(nodes: list[Node], grids: set[tuple[int, int]]) -> HeadScope
 
     preds: list[str] = []
     for b in boundaries:  # walk up from each flatten through bias/concat/shape ops to the convs that fed it
-        todo, hops = deque((i, 0) for i in b.inputs), 0
+        todo = deque((i, 0) for i in b.inputs)
         while todo:
             name, depth = todo.popleft()
             cur = by_name.get(name)

@@ -15,8 +15,20 @@ from typing import Any
 import numpy as np
 
 from ..errors import OptimError, missing_extra
-from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem, quiet_ultralytics
-from .base import Backend, Target, read_artifact_metadata, register_backend, write_artifact_metadata
+from .artifact import (
+    LOG,
+    StagedSource,
+    artifact_metadata,
+    artifact_stem,
+    quiet_ultralytics,
+)
+from .base import (
+    Backend,
+    Target,
+    read_artifact_metadata,
+    register_backend,
+    write_artifact_metadata,
+)
 from .calibration import calibration_for
 from .graph import find_head_scope, level_grids, openvino_nodes
 
@@ -26,7 +38,7 @@ LABEL_OF = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 CAPABILITY = {"fp32": "FP32", "bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _core() -> Any:
     import openvino as ov
 
@@ -67,7 +79,7 @@ class OpenVINOBackend(Backend):
             return False, f"openvino has no device '{device}'"
         try:
             available = _core().available_devices
-        except Exception as e:  # a broken plugin installation must not crash a listing
+        except Exception as e:  # noqa: BLE001 - a broken plugin installation must not crash a listing
             return False, f"openvino cannot list its devices ({type(e).__name__}: {e})"
         if not any(d.split(".")[0] == OV_DEVICES[device] for d in available):
             return False, f"no OpenVINO {OV_DEVICES[device]} device here (available: {', '.join(available)})"
@@ -151,8 +163,8 @@ class OpenVINOBackend(Backend):
         scope = find_head_scope(openvino_nodes(model), level_grids(int(cfg.imgsz), source.strides))
         ignored = nncf.IgnoredScope(names=scope.names(level), validate=False)
         settings = quantization_settings(target.device)
-        common = dict(preset=settings["preset"], target_device=settings["target_device"], subset_size=len(calib),
-                      ignored_scope=ignored, fast_bias_correction=True)
+        common = {"preset": settings["preset"], "target_device": settings["target_device"],
+                  "subset_size": len(calib), "ignored_scope": ignored, "fast_bias_correction": True}
         dataset = nncf.Dataset(calib)
         accuracy_control = bool(getattr(cfg, "accuracy_control", False))
         if accuracy_control:
@@ -168,7 +180,9 @@ class OpenVINOBackend(Backend):
     def _quantize_with_accuracy_control(model: Any, dataset: Any, cfg: Any, source: StagedSource,
                                         common: dict[str, Any]) -> Any:
         import nncf
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedAccuracyRestorerParameters,
+        )
 
         from .calibration import dataset_info, split_images
         from .validate import val_callable
@@ -197,7 +211,7 @@ class OpenVINOBackend(Backend):
                 max_num_iterations=int(getattr(cfg, "accuracy_control_iterations", 20))), **common)
 
     # ------------------------------------------------------------------------------------------------ run
-    def load_runner(self, artifact: str | Path, threads: int = 0) -> "OpenVINORunner":
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> OpenVINORunner:
         ok, why = self.availability("cpu")
         if not ok:
             raise OptimError(f"cannot run {artifact}: {why}")

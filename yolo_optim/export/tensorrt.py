@@ -18,7 +18,13 @@ import numpy as np
 from ..errors import OptimError, missing_extra
 from ..paths import cache_dir
 from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem
-from .base import Backend, Target, _engine_header, read_artifact_metadata, register_backend
+from .base import (
+    Backend,
+    Target,
+    _engine_header,
+    read_artifact_metadata,
+    register_backend,
+)
 from .calibration import calibration_for
 from .graph import find_head_scope, level_grids, onnx_nodes
 
@@ -39,14 +45,14 @@ class TensorRTBackend(Backend):
             import tensorrt  # noqa: F401
         except ImportError:
             return False, str(missing_extra("tensorrt", self.extra))
-        except Exception as e:  # a wheel without its CUDA libraries fails at import with OSError and friends
+        except Exception as e:  # noqa: BLE001 - a wheel without its CUDA libraries fails with OSError and friends
             return False, f"tensorrt cannot be imported ({type(e).__name__}: {e})"
         try:
             import torch
 
             if not torch.cuda.is_available():
                 return False, "no CUDA GPU is visible here (TensorRT engines are built and run on the GPU)"
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - availability never raises, it reports
             return False, f"CUDA cannot be initialised ({type(e).__name__}: {e})"
         return True, ""
 
@@ -110,7 +116,7 @@ class TensorRTBackend(Backend):
         source.cleanup()
         return final
 
-    def load_runner(self, artifact: str | Path, threads: int = 0) -> "TensorRTRunner":
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> TensorRTRunner:
         ok, why = self.availability("gpu")
         if not ok:
             raise OptimError(f"cannot run {artifact}: {why}")
@@ -128,11 +134,11 @@ def _keep_float(network: Any, names: set[str], trt: Any) -> int:
     kept = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
-        if layer.name in names:
-            layer.precision = trt.float32
+        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
+        if layer.name in names and outputs and all(o.dtype in (trt.float32, trt.float16) for o in outputs):
+            layer.precision = trt.float32  # shape arithmetic (int32) is left alone
             for j in range(layer.num_outputs):
-                if layer.get_output(j).dtype in (trt.float32, trt.float16):
-                    layer.set_output_type(j, trt.float32)
+                layer.set_output_type(j, trt.float32)
             kept += 1
     return kept
 

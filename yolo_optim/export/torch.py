@@ -50,7 +50,7 @@ class TorchBackend(Backend):
         shutil.rmtree(source.work, ignore_errors=True)
         return final
 
-    def load_runner(self, artifact: str | Path, threads: int = 0) -> "TorchRunner":
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> TorchRunner:
         return TorchRunner(Path(artifact), threads)
 
 

@@ -8,9 +8,10 @@ the artifact's runner is wrapped in one: pre- and post-processing, matching and 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -60,9 +61,9 @@ def val_callable(infer: Callable[[np.ndarray], Any], data: str | Path, imgsz: in
     from .artifact import quiet_ultralytics
 
     with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp, quiet_ultralytics():
-        args = dict(data=str(data), imgsz=int(imgsz), batch=1, rect=False, plots=False, verbose=False,
-                    save_json=False, device="cpu", workers=workers, task=task, mode="val",
-                    project=tmp, name="val", exist_ok=True)
+        args = {"data": str(data), "imgsz": int(imgsz), "batch": 1, "rect": False, "plots": False, "verbose": False,
+                "save_json": False, "device": "cpu", "workers": workers, "task": task, "mode": "val",
+                "project": tmp, "name": "val", "exist_ok": True}
         validator = _validator_class(task)(args=args)
         stats = validator(model=_module(infer, {int(k): v for k, v in names.items()}, task, kpt_shape))
     return MapResult(float(stats.get(MAP_KEY, 0.0)), float(stats.get(MAP50_KEY, 0.0)))

@@ -49,13 +49,18 @@ def round_keep(keep: float, channels: int, round_to: int, limit: float) -> int:
     return max(floor, k) if floor < channels else channels
 
 
-def allocate(strategy: str, level: float, groups: list[GroupInfo], round_to: int = 8) -> dict[str, int]:
-    """Channels each group keeps at pruning level `level` (0 = nothing pruned, 1 = as much as the limits allow)."""
+def allocate(strategy: str, level: float, groups: list[GroupInfo], round_to: int = 8,
+             cost_power: float = 0.0) -> dict[str, int]:
+    """Channels each group keeps at pruning level `level` (0 = nothing pruned, 1 = as much as the limits allow).
+
+    cost_power (global only): rank by importance / cost**cost_power; 0 ranks by importance alone, 1 by importance
+    per unit of cost (which prunes the expensive high-resolution layers first: faster, but less accurate).
+    """
     level = min(max(level, 0.0), 1.0)
     if strategy == "uniform":
         raw = {g.name: g.channels * (1 - level * g.limit) for g in groups}
     elif strategy == "global":
-        raw = _global(level, groups)
+        raw = _global(level, groups, cost_power)
     elif strategy == "sensitivity":
         raw = _sensitivity(level, groups)
     else:
@@ -63,7 +68,7 @@ def allocate(strategy: str, level: float, groups: list[GroupInfo], round_to: int
     return {g.name: round_keep(raw[g.name], g.channels, round_to, g.limit) for g in groups}
 
 
-def _global(level: float, groups: list[GroupInfo]) -> dict[str, float]:
+def _global(level: float, groups: list[GroupInfo], cost_power: float) -> dict[str, float]:
     if level <= 0:
         return {g.name: float(g.channels) for g in groups}
     mean_cost = sum(g.cost for g in groups) / max(len(groups), 1) or 1.0
@@ -71,7 +76,7 @@ def _global(level: float, groups: list[GroupInfo]) -> dict[str, float]:
     for g in groups:
         s = g.scores.float()
         s = s / (s.mean() + 1e-12)
-        ranked.append(s / max(g.cost / mean_cost, 1e-6))
+        ranked.append(s / max(g.cost / mean_cost, 1e-6) ** cost_power)
     flat = torch.cat(ranked)
     # level 1 removes every channel the per-group limits let go; quantiles in between are monotone in level
     q = torch.quantile(flat, level) if level < 1 else flat.max()
@@ -116,8 +121,9 @@ def _sensitivity(level: float, groups: list[GroupInfo]) -> dict[str, float]:
 
 
 def search_level(removed_at: Callable[[float], float], target: float, tol: float = 0.002,
-                 iterations: int = 14) -> tuple[float, float]:
-    """Smallest level whose removed fraction reaches `target` (bisection); returns (level, removed fraction).
+                 iterations: int = 14) -> tuple[float, float, float]:
+    """Smallest level whose removed fraction reaches `target` (bisection); returns (below, level, removed), where
+    `below` is the largest level tried that falls short (0 when none did).
 
     Raises OptimError when even level 1 falls short, naming the most this model allows.
     """
@@ -135,4 +141,21 @@ def search_level(removed_at: Callable[[float], float], target: float, tol: float
                 break
         else:
             lo = mid
+    return lo, hi, hi_val
+
+
+def search_prefix(removed_with: Callable[[int], float], n: int, target: float) -> tuple[int, float]:
+    """Smallest p in [0, n] with removed_with(p) >= target, for removed_with non-decreasing and removed_with(n) >= target.
+
+    Used to close the gap between two allocation levels one group at a time: rounding makes whole sets of equal
+    groups change width at the same level, so the level alone can overshoot a target by several percent.
+    """
+    lo, hi, hi_val = 0, n, removed_with(n)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        val = removed_with(mid)
+        if val >= target:
+            hi, hi_val = mid, val
+        else:
+            lo = mid + 1
     return hi, hi_val

@@ -69,7 +69,7 @@ def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, dev
 
     task = getattr(model, "task", "detect")
     args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, workers=workers, plots=False,
-                verbose=False, save_json=False, task=task, split="val", half=False)
+                verbose=False, save_json=False, task=task, split="val")
     validator = validator_class(task)(args=args)
     level = LOGGER.level
     LOGGER.setLevel(40)  # the per-class table is noise here; the caller reports the figure it needs

@@ -149,8 +149,8 @@ def opaque_modules(model: nn.Module) -> dict[str, str]:
             elif cls in TRANSPARENT or isinstance(child, _TORCH_PRIMITIVES) \
                     or type(child).__module__ == _TORCH_ACTIVATION_MODULE:
                 visit(child, full)
-            elif type(child).__name__ == "DFL":
-                found[full] = "DFL: fixed box-distribution decoder"
+            elif cls == "DFL":
+                found[full] = ""  # a fixed decoder with no trainable channels: opaque, but nothing is lost
             else:
                 found[full] = f"{cls}: a block the pruner does not know, kept whole"
 
@@ -232,7 +232,8 @@ class PruningGraph:
                 model, x, output_transform=raw_outputs, verbose=False,
                 customized_pruners={OpaqueStandIn: _opaque_pruner()})
             traced = {n for n, s in stand_ins.items() if s in self.DG.module2node}
-        self.whole = {n: r for n, r in self.whole.items() if n in traced}  # report only those the forward uses
+        # report only what the forward uses and what could have been pruned
+        self.whole = {n: r for n, r in self.whole.items() if n in traced and r}
         self._opaque = set(stand_ins.values())
         self._names = {m: n for n, m in model.named_modules()}
         self.scan = self._scan()

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import OptimError
-from .allocate import GroupInfo, allocate, search_level
+from .allocate import GroupInfo, allocate, search_level, search_prefix
 from .graph import PruningGraph, refresh_block_attributes
 from .importance import accumulate_gradients, score_groups
 from .measure import channel_costs, model_size
@@ -42,6 +42,7 @@ class StepSpec:
     taylor_batches: int = 4
     search_iterations: int = 14  # bisection steps of the target search
     search_tol: float = 0.002  # accept a level removing at most this much more than asked
+    cost_power: float = 0.0  # global allocation: rank by importance / cost**cost_power
 
 
 @dataclass
@@ -154,24 +155,36 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
                          + (f" (left whole: {', '.join(graph.whole)})" if graph.whole else ""))
     measure = removed_fn or (lambda m: 1 - size_of(m, spec.measure, min(spec.imgsz, 320)) / base_size)
 
-    def trial(level: float) -> tuple[nn.Module, dict[str, int]]:
+    def trial(keep: dict[str, int]) -> nn.Module:
         work = copy.deepcopy(model)
-        g = PruningGraph(work, spec.round_to)
-        keep = allocate(spec.allocation, level, infos, spec.round_to)
-        apply_keep(g, infos, keep)
+        apply_keep(PruningGraph(work, spec.round_to), infos, keep)
         refresh_block_attributes(work)
-        return work, keep
+        return work
+
+    def keep_at(level: float) -> dict[str, int]:
+        return allocate(spec.allocation, level, infos, spec.round_to, spec.cost_power)
 
     cache: dict[float, float] = {}
 
     def removed_at(level: float) -> float:
         if level not in cache:
-            cache[level] = measure(trial(level)[0])
+            cache[level] = measure(trial(keep_at(level)))
         return cache[level]
 
-    level, removed = search_level(removed_at, spec.removed if target is None else target, spec.search_tol,
-                                  spec.search_iterations)
-    pruned, keep = trial(level)
+    goal = spec.removed if target is None else target
+    below, level, removed = search_level(removed_at, goal, spec.search_tol, spec.search_iterations)
+    keep = keep_at(level)
+    if removed - goal > spec.search_tol:  # close the rounding gap group by group, most expensive groups first
+        low = keep_at(below)
+        cost = {i.name: i.cost * i.channels for i in infos}
+        diff = sorted((n for n in keep if keep[n] != low[n]), key=lambda n: (-cost[n], n))
+
+        def mixed(p: int) -> dict[str, int]:
+            return {**low, **{n: keep[n] for n in diff[:p]}}
+
+        p, removed = search_prefix(lambda p: measure(trial(mixed(p))), len(diff), goal)
+        keep = mixed(p)
+    pruned = trial(keep)
     before = {i.name: i.channels for i in infos}
     channels = {n: (before[n], keep[n]) for n in before if keep[n] != before[n]}
     LOG.info("pruned %d groups, %.1f%% of %s removed", len(channels), 100 * removed, spec.measure)

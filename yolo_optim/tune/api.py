@@ -21,7 +21,13 @@ from ..config import TuneConfig, load_yaml_file, make_config
 from ..errors import OptimError, missing_extra
 from ..paths import run_dir, write_text_atomic
 from .objective import Objective, make_objective, measure_latency_table
-from .results import TuneResult, best_train_args, collect_trials, pick_best, write_outputs
+from .results import (
+    TuneResult,
+    best_train_args,
+    collect_trials,
+    pick_best,
+    write_outputs,
+)
 from .space import SearchSpace, latency_axes, load_space
 from .trainable import TrialSetup, train_trial
 
@@ -65,8 +71,7 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
     # Each epoch's checkpoint forces a state snapshot (that keeps resume exact); Ray would warn about every one.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
-        import ray  # noqa: F401
-        from ray import tune as ray_tune  # noqa: F401
+        import ray.tune  # only checks that Ray Tune is installed
     except ImportError:
         raise missing_extra("ray[tune]") from None
     save_dir, cfg, search_space = _prepare(cfg, space)
@@ -85,8 +90,9 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
     started = _init_ray(cfg)
     try:
         tuner = _make_tuner(cfg, save_dir, search_space, objective, plan, model, data, latency)
-        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, scheduler={cfg.scheduler or 'none'}, "
-              f"{cfg.concurrency} at once; objective={objective.metric} ({objective.mode}); results in {save_dir}")
+        print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, "
+              f"scheduler={cfg.scheduler or 'none'}, {cfg.concurrency} at once; objective={objective.metric} "
+              f"({objective.mode}); results in {save_dir}")
         t0 = time.time()
         try:
             tuner.fit()
@@ -166,8 +172,8 @@ def _init_ray(cfg: TuneConfig) -> bool:
     env = {"YOLO_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     if os.environ.get("YOLO_CONFIG_DIR"):
         env["YOLO_CONFIG_DIR"] = os.environ["YOLO_CONFIG_DIR"]
-    common = dict(runtime_env={"env_vars": env}, log_to_driver=cfg.verbose, logging_level="info" if cfg.verbose
-                  else "warning")
+    common = {"runtime_env": {"env_vars": env}, "log_to_driver": cfg.verbose,
+              "logging_level": "info" if cfg.verbose else "warning"}
     try:
         if cfg.address:
             ray.init(address=cfg.address, **common)
@@ -214,7 +220,7 @@ def _make_tuner(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: 
     tune_config = ray_tune.TuneConfig(metric="objective", mode=objective.mode, search_alg=plan.search_alg,
                                       scheduler=make_scheduler(cfg, objective.mode), num_samples=plan.num_samples,
                                       reuse_actors=True,  # one worker process trains trial after trial
-                                      max_concurrent_trials=None if cfg.search in ("grid", "random") else cfg.concurrency,
+                                      max_concurrent_trials=None if plan.limits_concurrency else cfg.concurrency,
                                       trial_name_creator=trial_name,
                                       trial_dirname_creator=trial_name)
     run_config = ray_tune.RunConfig(name=EXPERIMENT, storage_path=str(save_dir), verbose=1 if cfg.verbose else 0,

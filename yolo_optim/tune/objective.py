@@ -136,7 +136,6 @@ def _median_latency_ms(model: str, imgsz: int, target_text: str, data: str, devi
             runner = backend.load_runner(artifact, threads=threads)
             x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
             stats = time_callable(lambda: runner(x), TimingPlan(warmup=5, runs=50, seconds=3.0, min_runs=10))
-            del runner
     return stats.median_ms
 
 

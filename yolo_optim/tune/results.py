@@ -63,6 +63,9 @@ def collect_trials(experiment_path: Path, epochs: int, mode: str) -> list[TrialR
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     analysis = ExperimentAnalysis(str(experiment_path), default_metric="objective", default_mode=mode)
+    # HyperBand leaves the trials it paused at its last rung PAUSED when the search ends; only a search that was
+    # interrupted (a trial still RUNNING or PENDING) has paused trials it will continue on resume.
+    interrupted = any(t.status in ("RUNNING", "PENDING") for t in analysis.trials)
     records = []
     for trial, r in zip(analysis.trials, ResultGrid(analysis)):
         df = r.metrics_dataframe
@@ -76,8 +79,10 @@ def collect_trials(experiment_path: Path, epochs: int, mode: str) -> list[TrialR
         done = int(metrics.get("epoch", 0))
         if r.error is not None or trial.status == "ERROR":
             status = "failed"
-        elif trial.status == "TERMINATED":
-            status = "completed" if done >= epochs else "stopped"
+        elif done >= epochs:
+            status = "completed"
+        elif trial.status == "TERMINATED" or (trial.status == "PAUSED" and not interrupted):
+            status = "stopped"
         else:
             status = "unfinished"
         error = _first_line(r.error) if r.error is not None else None

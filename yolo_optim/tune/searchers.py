@@ -30,6 +30,7 @@ class SearchPlan:
     search_alg: Any  # a ray.tune.search.Searcher or SearchAlgorithm
     param_space: dict[str, Any]  # Ray domains for searchers that read the space from the Tuner
     num_samples: int  # Tuner num_samples (for grids: repeats of the whole grid)
+    limits_concurrency: bool = False  # the search algorithm enforces `concurrency` itself
 
 
 def make_search_plan(search: str, space: SearchSpace, metric: str, mode: str, trials: int, seed: int,
@@ -47,9 +48,11 @@ def make_search_plan(search: str, space: SearchSpace, metric: str, mode: str, tr
         if size > trials:
             raise OptimError(f"the grid in {space.source} has {size} points but trials={trials}; raise trials to "
                              f"{size} or shrink the grid")
-        return SearchPlan(BasicVariantGenerator(random_state=seed, max_concurrent=concurrency), space.to_ray("grid"), trials // size)
+        variants = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+        return SearchPlan(variants, space.to_ray("grid"), trials // size, limits_concurrency=True)
     if search == "random":
-        return SearchPlan(BasicVariantGenerator(random_state=seed, max_concurrent=concurrency), space.to_ray("random"), trials)
+        variants = BasicVariantGenerator(random_state=seed, max_concurrent=concurrency)
+        return SearchPlan(variants, space.to_ray("random"), trials, limits_concurrency=True)
     if search == "bayes":
         from optuna.samplers import TPESampler
         from ray.tune.search.optuna import OptunaSearch

@@ -235,7 +235,13 @@ def _check_name(name: str, source: str) -> None:
 
 def _key_type(name: str) -> str:
     """'int', 'float', 'fraction', 'bool' or 'other' for an Ultralytics cfg key."""
-    from ultralytics.cfg import CFG_BOOL_KEYS, CFG_FLOAT_KEYS, CFG_FRACTION_KEYS, CFG_INT_KEYS, DEFAULT_CFG_DICT
+    from ultralytics.cfg import (
+        CFG_BOOL_KEYS,
+        CFG_FLOAT_KEYS,
+        CFG_FRACTION_KEYS,
+        CFG_INT_KEYS,
+        DEFAULT_CFG_DICT,
+    )
 
     if name in CFG_BOOL_KEYS:
         return "bool"
