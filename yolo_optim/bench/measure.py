@@ -19,7 +19,8 @@ from .latency import TimingPlan, time_callable, time_throughput, torch_threads
 from .pipeline import end_to_end_callable, preprocess
 
 # Metadata an artifact carries that is worth keeping beside its row (how it was calibrated, what the guard saw).
-KEPT_METADATA = ("calibration", "guard", "accuracy_guard", "fallback", "quantization", "inference_precision_hint")
+KEPT_METADATA = ("calibration", "quantization", "inference_precision_hint", "session_config", "accuracy_guard",
+                 "fallback")
 
 
 @dataclass(frozen=True)
