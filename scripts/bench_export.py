@@ -39,7 +39,7 @@ from yolo_optim.export.validate import val_artifact, val_callable, val_checkpoin
 
 OURS = ["openvino-cpu:fp32", "openvino-cpu:bf16", "openvino-cpu:fp16", "openvino-cpu:int8w", "openvino-cpu:int8",
         "onnxruntime-cpu:fp32", "onnxruntime-cpu:fp16", "onnxruntime-cpu:int8w", "onnxruntime-cpu:int8"]
-THEIRS = ["ultralytics-openvino:int8", "ultralytics-onnx:int8"]
+THEIRS = ["ultralytics-openvino:int8", "ultralytics-openvino:int8@bf16", "ultralytics-onnx:int8"]
 
 
 @contextlib.contextmanager
@@ -82,8 +82,8 @@ def openvino_callable(path: Path, hint: str, threads: int) -> Callable[[np.ndarr
     import openvino as ov
 
     xml = path if path.suffix == ".xml" else next(path.glob("*.xml"))
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
-                                                         "INFERENCE_NUM_THREADS": threads})
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+    compiled = ov.Core().compile_model(str(xml), "CPU", config)
     request = compiled.create_infer_request()
     return lambda x: list(request.infer({0: x}, share_inputs=True).values())
 
@@ -110,6 +110,8 @@ def make_variants(imgsz: int, calib: Any, root: Path) -> dict[str, dict[str, Any
         path = ultralytics_int8(Path(args.model), fmt, imgsz, list(calib.images), root / str(imgsz) / "ultralytics")
         rows[name] = {"path": path, "size_mb": size_mb(path), "export_s": round(time.perf_counter() - t0, 1)}
         print(f"[{imgsz}] {name}: exported in {rows[name]['export_s']} s", flush=True)
+    # the same Ultralytics IR as its own runtime runs it by default on this CPU: the float remainder in bf16
+    rows["ultralytics-openvino:int8@bf16"] = {**rows["ultralytics-openvino:int8"], "hint": "bf16"}
     return rows
 
 
@@ -119,8 +121,8 @@ def callables(rows: dict[str, dict[str, Any]], hint_theirs: str) -> dict[str, Ca
     for name, row in rows.items():
         if "error" in row:
             continue
-        if name == "ultralytics-openvino:int8":
-            out[name] = openvino_callable(row["path"], hint_theirs, args.threads)
+        if name.startswith("ultralytics-openvino"):
+            out[name] = openvino_callable(row["path"], row.get("hint", hint_theirs), args.threads)
         elif name == "ultralytics-onnx:int8":
             out[name] = get_backend("onnxruntime").load_runner(row["path"], threads=args.threads)
         else:
@@ -171,14 +173,18 @@ def table(results: dict[str, Any]) -> str:
         if "error" in a:
             lines.append(f"| {name} | not supported: {a['error'][:110]} |")
             continue
-        cells = [name, str(a.get("executed_precision") or "int8 (" + results["hint_theirs"] + " rest)"),
+        runs_at = a.get("executed_precision") or "int8"
+        if runs_at in ("int8", "int8w") and "openvino" in name:
+            runs_at += f" ({a.get('inference_precision_hint') or a.get('hint') or results['hint_theirs']} rest)"
+        cells = [name, runs_at,
                  f"{a.get('size_mb', float('nan')):.2f}", f"{a.get('map50_95', float('nan')):.4f}",
                  f"{a.get('drop', float('nan')):+.4f}"]
         for s in lat:
             row = results["sizes"][str(s)].get(name, {})
             base = results["sizes"][str(s)].get(("openvino" if "openvino" in name else "onnxruntime") + "-cpu:fp32", {})
             ms = row.get("latency_ms")
-            cells += [f"{ms:.2f}" if ms else "-", f"{ms / base['latency_ms']:.2f}" if ms and base.get("latency_ms") else "-"]
+            ratio = f"{ms / base['latency_ms']:.2f}" if ms and base.get("latency_ms") else "-"
+            cells += [f"{ms:.2f}" if ms else "-", ratio]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -197,7 +203,12 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--seconds", type=float, default=8.0, help="time limit of one timed loop")
     p.add_argument("--out", default="runs/optim/bench_export", help="output folder")
+    p.add_argument("--retime", action="store_true",
+                   help="reuse the artifacts and accuracy of a previous run in --out; measure latency again")
     args = p.parse_args()
+    if args.retime:
+        saved = json.loads((Path(args.out) / "results.json").read_text())
+        args.model, args.data = saved["model"], saved["data"]
     if not args.model:
         from yolo_optim.config import make_config
         from yolo_optim.data.baseline import baseline_result
@@ -211,14 +222,20 @@ def main() -> None:
     results: dict[str, Any] = {"model": args.model, "data": args.data, "accuracy_imgsz": args.acc_imgsz,
                                "latency_imgsz": lat, "threads": args.threads, "calib_images": args.calib,
                                "cpu": platform.processor() or platform.machine(), "sizes": {}}
+    previous = json.loads((out / "results.json").read_text()) if args.retime else None
+    if previous:
+        results.update({k: previous[k] for k in ("fp32_torch_map50_95", "hint_theirs") if k in previous})
     for imgsz in sizes:
-        calib = calibration_set(args.data, imgsz, args.calib, 0)
-        rows = make_variants(imgsz, calib, out / "artifacts")
+        if previous:  # same artifacts, same accuracy: only the timing is repeated
+            rows = {k: {kk: (Path(vv) if kk == "path" else vv) for kk, vv in v.items()}
+                    for k, v in previous["sizes"][str(imgsz)].items()}
+        else:
+            rows = make_variants(imgsz, calibration_set(args.data, imgsz, args.calib, 0), out / "artifacts")
         hint = rows.get("openvino-cpu:int8", {}).get("inference_precision_hint") or "f32"
         results["hint_theirs"] = hint
         if imgsz in lat:
             measure_latency(rows, imgsz, hint)
-        if imgsz == args.acc_imgsz:
+        if imgsz == args.acc_imgsz and not previous:
             results["fp32_torch_map50_95"] = measure_accuracy(rows, imgsz, hint)
         results["sizes"][str(imgsz)] = {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
                                         for k, v in rows.items()}

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from yolo_optim.bench.environment import capture_environment, hardware_name
-from yolo_optim.bench.latency import LatencyStats, TimingPlan, time_callable, time_throughput, torch_threads
+from yolo_optim.bench.latency import (LatencyStats, TimingPlan, time_callable, time_interleaved, time_throughput,
+                                      torch_threads)
 from yolo_optim.errors import OptimError
 
 
@@ -50,6 +51,16 @@ def test_seconds_cap_the_loop_but_min_runs_hold():
     s = time_callable(slow, TimingPlan(warmup=0, runs=100, seconds=0.001, min_runs=4))
     assert s.runs == 4  # the time limit passed at once, yet the floor of timed calls holds
     assert s.median_ms == pytest.approx(30, rel=0.5)  # it really measures the call
+
+
+def test_interleaved_alternates_and_times_each_alone():
+    order: list[str] = []
+    fast = lambda: order.append("a")  # noqa: E731
+    slow = lambda: (order.append("b"), time.sleep(0.004))  # noqa: E731
+    stats = time_interleaved({"a": fast, "b": slow}, TimingPlan(warmup=1, runs=6, seconds=60))
+    assert order == ["a", "b"] * 7  # one warm-up round, then six alternating rounds
+    assert stats["a"].runs == stats["b"].runs == 6
+    assert stats["a"].median_ms < 1 < stats["b"].median_ms  # each call timed on its own
 
 
 def test_throughput_and_bad_plans():

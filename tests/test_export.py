@@ -139,3 +139,14 @@ def test_openvino_accuracy_controlled_int8(tiny_model, demo_data, tmp_path):
     from ultralytics import YOLO
 
     assert YOLO(str(result.path), task="detect").predict(str(_val_image(demo_data)), imgsz=IMGSZ, verbose=False)
+
+
+def test_onnxruntime_fp32_matches_the_pytorch_model(tiny_model, tmp_path):
+    """The ONNX graph (with its softmax rewrite) computes what the checkpoint computes."""
+    ort_art = export(str(tiny_model), "onnxruntime-cpu:fp32", imgsz=IMGSZ, project=str(tmp_path), name="o")
+    pt_art = export(str(tiny_model), "torch-cpu:fp32", imgsz=IMGSZ, project=str(tmp_path), name="t")
+    assert ort_art.metadata["graph_rewrites"]["softmax_decomposed"] == 1  # the DFL softmax
+    x = np.random.default_rng(1).random((1, 3, IMGSZ, IMGSZ), dtype=np.float32)
+    ours = get_backend("onnxruntime").load_runner(ort_art.path)(x)[0]
+    ref = get_backend("torch").load_runner(pt_art.path)(x)
+    assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-2

@@ -93,13 +93,16 @@ def test_best_hyperparameters_are_accepted_by_ultralytics_trainer(grid_run, tmp_
 
 def test_bayes_search_with_asha_reports_every_epoch(ray_address: str, demo_data: Path, tiny_model: Path,
                                                     tmp_path: Path) -> None:
-    # A logged metric as the objective (losses are minimised): it differs between trials even after 2 epochs.
-    result = yolo_optim.tune(str(tiny_model), demo_data, space={**TWO_PARAMS, "optimizer": "SGD"}, search="bayes",
-                             scheduler="asha", objective="val/box_loss", project=str(tmp_path), name="bayes",
+    # A logged metric as the objective (losses are minimised). No warm-up and nbs=batch, so that every batch is an
+    # optimizer step at the sampled lr0 and momentum, and the trials' losses differ after so short a training.
+    space = {**TWO_PARAMS, "optimizer": "SGD", "warmup_epochs": 0, "nbs": 8}
+    result = yolo_optim.tune(str(tiny_model), demo_data, space=space, search="bayes", scheduler="asha",
+                             objective="val/box_loss", project=str(tmp_path), name="bayes",
                              **{**SMALL, "epochs": 2, "batch": 8})
     assert result.mode == "min"
     first = result.trials[0].config
     assert first["lr0"] == 0.01 and first["momentum"] == 0.937  # Ultralytics' defaults are evaluated first
+    assert len({t.objective for t in result.trials}) == 3  # the sampled hyperparameters reach the training
     for t in result.trials:
         assert t.status in ("completed", "stopped")
         progress = _rows(Path(t.path) / "progress.csv")

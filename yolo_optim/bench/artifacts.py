@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -85,6 +86,8 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
             path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
             if path.exists():
                 return path, True
+        for stale in folder.parent.glob(f".{name}.tmp-*"):  # left by a killed export of this key; we hold its lock
+            shutil.rmtree(stale, ignore_errors=True)
         with atomic_dir(folder, overwrite=True) as tmp:
             produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, cfg, tmp))
             try:

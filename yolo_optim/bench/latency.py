@@ -7,6 +7,8 @@ Used for every backend (and by pruning to time candidate models), so one rule de
   recorded beside the statistics;
 - each call is timed alone with `time.perf_counter_ns`, garbage collection paused (as `timeit` does), and an
   optional `sync` (e.g. `torch.cuda.synchronize`) so asynchronous devices are timed to completion;
+- figures meant to be compared (inference alone, end to end) are timed in alternation, so both see the same
+  machine conditions;
 - the median is the headline figure (robust to the odd preemption); p90/p99, mean and std show the tail.
 """
 
@@ -84,26 +86,40 @@ def time_callable(fn: Callable[[], Any], plan: TimingPlan | None = None,
     `fn` must do the whole unit of work (inputs prepared outside it); `sync` is called after each call inside the
     timed span, for devices whose calls return before the work is done.
     """
+    return time_interleaved({"fn": fn}, plan, sync)["fn"]
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan | None = None,
+                     sync: Callable[[], Any] | None = None) -> dict[str, LatencyStats]:
+    """Time several callables in alternation (a, b, a, b, ...), each call timed alone.
+
+    Alternating makes every callable see the same machine conditions, so differences between them (end-to-end
+    minus inference) stay meaningful even when other processes come and go. Each gets `plan.runs` calls at most
+    and `plan.seconds` of the loop's time limit.
+    """
     plan = plan or TimingPlan()
     for _ in range(plan.warmup):
-        fn()
+        for fn in fns.values():
+            fn()
     if sync:
         sync()
     floor = min(plan.min_runs, plan.runs)
-    budget_ns = int(plan.seconds * 1e9)
-    samples: list[int] = []
+    budget_ns = int(plan.seconds * 1e9) * len(fns)
+    samples: dict[str, list[int]] = {name: [] for name in fns}
+    rounds = 0
     with _gc_paused():
         start = time.perf_counter_ns()
-        while len(samples) < plan.runs:
-            t0 = time.perf_counter_ns()
-            fn()
-            if sync:
-                sync()
-            t1 = time.perf_counter_ns()
-            samples.append(t1 - t0)
-            if t1 - start >= budget_ns and len(samples) >= floor:
+        while rounds < plan.runs:
+            for name, fn in fns.items():
+                t0 = time.perf_counter_ns()
+                fn()
+                if sync:
+                    sync()
+                samples[name].append(time.perf_counter_ns() - t0)
+            rounds += 1
+            if time.perf_counter_ns() - start >= budget_ns and rounds >= floor:
                 break
-    return LatencyStats.from_samples(np.asarray(samples, dtype=np.float64) / 1e6)
+    return {name: LatencyStats.from_samples(np.asarray(s, dtype=np.float64) / 1e6) for name, s in samples.items()}
 
 
 def time_throughput(fn: Callable[[], Any], batch: int, plan: TimingPlan | None = None,

@@ -15,7 +15,7 @@ from ..export.base import Target, get_backend, read_artifact_metadata
 from ..report.rows import BenchRow
 from .accuracy import validate_row
 from .artifacts import ExportSettings, cached_export, model_complexity, size_on_disk_mb
-from .latency import TimingPlan, time_callable, time_throughput, torch_threads
+from .latency import LatencyStats, TimingPlan, time_interleaved, time_throughput, torch_threads
 from .pipeline import end_to_end_callable, preprocess
 
 # Metadata an artifact carries that is worth keeping beside its row (how it was calibrated, what the guard saw).
@@ -95,6 +95,19 @@ def _throughput(runner: Any, x1: np.ndarray, s: MeasureSettings, sync: Any) -> t
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
+def time_runner(runner: Any, image: np.ndarray, imgsz: int, plan: TimingPlan, sync: Any = None,
+                end2end: bool | None = None) -> tuple[LatencyStats, LatencyStats]:
+    """Batch-1 latency of raw inference and of a whole frame (letterbox + inference + NMS), timed in alternation.
+
+    The inference input is the pre-processed real frame, prepared once outside the timed calls.
+    """
+    hw = _input_hw(runner, imgsz)
+    x = preprocess(image, hw)
+    stats = time_interleaved({"inference": lambda: runner(x),
+                              "end_to_end": end_to_end_callable(runner, image, hw, end2end)}, plan, sync)
+    return stats["inference"], stats["end_to_end"]
+
+
 def _time_artifact(backend: Any, artifact: Path, target: Target, s: MeasureSettings, image: np.ndarray,
                    end2end: bool | None) -> tuple[Any, Any, Any, str | None, str]:
     """Inference-only and end-to-end batch-1 latency (and throughput when asked) of one loaded artifact."""
@@ -102,12 +115,10 @@ def _time_artifact(backend: Any, artifact: Path, target: Target, s: MeasureSetti
     throughput = throughput_error = None
     with torch_threads(s.threads):
         runner = backend.load_runner(artifact, threads=s.threads)
-        hw = _input_hw(runner, s.imgsz)
-        x = preprocess(image, hw)
-        inference = time_callable(lambda: runner(x), s.plan, sync)
-        end_to_end = time_callable(end_to_end_callable(runner, image, hw, end2end), s.plan, sync)
+        inference, end_to_end = time_runner(runner, image, s.imgsz, s.plan, sync, end2end)
         if s.throughput_batch > 1:
-            throughput, throughput_error = _throughput(runner, x, s, sync)
+            throughput, throughput_error = _throughput(runner, preprocess(image, _input_hw(runner, s.imgsz)), s,
+                                                       sync)
         return inference, end_to_end, throughput, throughput_error, str(runner.executed_precision)
 
 

@@ -1,4 +1,4 @@
-"""What every backend shares: staging the source model, Ultralytics' FP32 export, and the metadata an artifact carries."""
+"""What every backend shares: staging the source model, Ultralytics' FP32 export, the metadata of an artifact."""
 
 from __future__ import annotations
 

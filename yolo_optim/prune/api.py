@@ -112,7 +112,7 @@ def _check_reachable(cfg: "PruneConfig", prepared: nn.Module, widths: dict[str, 
     from .graph import PruningGraph
 
     graph = PruningGraph(prepared, cfg.round_to)
-    usable = [g for g in graph.groups if cfg.kind != "neuron" or g.pointwise]
+    usable = [g for g in graph.groups if (cfg.kind != "neuron" or g.pointwise) and g.channels > cfg.round_to]
     if not usable:
         whole = f" (left whole: {', '.join(graph.whole)})" if graph.whole else ""
         raise OptimError(f"the model has no prunable layers for kind={cfg.kind}{whole}; nothing to do")

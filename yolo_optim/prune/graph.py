@@ -236,6 +236,7 @@ class PruningGraph:
         self.whole = {n: r for n, r in self.whole.items() if n in traced and r}
         self._opaque = set(stand_ins.values())
         self._names = {m: n for n, m in model.named_modules()}
+        self._full: dict[str, Any] = {}  # group name -> its Torch-Pruning group; valid until the next prune
         self.scan = self._scan()
 
     @property
@@ -266,6 +267,7 @@ class PruningGraph:
                             for o in layers)
             members = tuple(sorted({self._names.get(d.target.module, "") for d, _ in group} - {""}))
             groups.append(ChannelGroup(self._name(m), m, n, pointwise, members))
+            self._full[groups[-1].name] = group
         return GroupScan(groups, dict(self.whole))
 
     def _name(self, m: nn.Module) -> str:
@@ -277,8 +279,11 @@ class PruningGraph:
 
     def full_group(self, group: ChannelGroup) -> Any:
         """The Torch-Pruning group over all current channels of `group` (for importance scoring)."""
-        pruner = self.DG.get_pruner_of_module(group.root)
-        return self.DG.get_pruning_group(group.root, pruner.prune_out_channels, list(range(self.channels(group))))
+        if group.name not in self._full:  # building a group re-maps the whole graph: reuse it until a prune
+            pruner = self.DG.get_pruner_of_module(group.root)
+            self._full[group.name] = self.DG.get_pruning_group(group.root, pruner.prune_out_channels,
+                                                               list(range(self.channels(group))))
+        return self._full[group.name]
 
     def prune(self, group: ChannelGroup, idxs: list[int]) -> None:
         """Remove channels `idxs` (current indices) of `group` from every layer that depends on them."""
@@ -289,6 +294,7 @@ class PruningGraph:
         if not self.DG.check_pruning_group(tp_group):
             raise OptimError(f"internal error: pruning {group.name} would empty a layer")
         tp_group.prune()
+        self._full.clear()
         group.channels = self.channels(group)
 
 

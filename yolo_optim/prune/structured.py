@@ -18,7 +18,7 @@ from ..errors import OptimError
 from .allocate import GroupInfo, allocate, search_level, search_prefix
 from .graph import PruningGraph, refresh_block_attributes
 from .importance import accumulate_gradients, score_groups
-from .measure import channel_costs, model_size
+from .measure import SizeModel, channel_costs, model_size
 from .transform import rewrite_split_blocks
 
 LOG = logging.getLogger("yolo_optim.prune")
@@ -153,13 +153,16 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
     if not infos:
         raise OptimError(f"the model has no prunable layers for kind={spec.kind}"
                          + (f" (left whole: {', '.join(graph.whole)})" if graph.whole else ""))
-    measure = removed_fn or (lambda m: 1 - size_of(m, spec.measure, min(spec.imgsz, 320)) / base_size)
+    analytic = _analytic(graph, spec, base_size) if removed_fn is None else None
 
     def trial(keep: dict[str, int]) -> nn.Module:
         work = copy.deepcopy(model)
         apply_keep(PruningGraph(work, spec.round_to), infos, keep)
         refresh_block_attributes(work)
         return work
+
+    def removed_by(keep: dict[str, int]) -> float:
+        return analytic(keep) if analytic else removed_fn(trial(keep))  # type: ignore[misc]
 
     def keep_at(level: float) -> dict[str, int]:
         return allocate(spec.allocation, level, infos, spec.round_to, spec.cost_power)
@@ -168,7 +171,7 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
 
     def removed_at(level: float) -> float:
         if level not in cache:
-            cache[level] = measure(trial(keep_at(level)))
+            cache[level] = removed_by(keep_at(level))
         return cache[level]
 
     goal = spec.removed if target is None else target
@@ -182,13 +185,25 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
         def mixed(p: int) -> dict[str, int]:
             return {**low, **{n: keep[n] for n in diff[:p]}}
 
-        p, removed = search_prefix(lambda p: measure(trial(mixed(p))), len(diff), goal)
+        p, removed = search_prefix(lambda p: removed_by(mixed(p)), len(diff), goal)
         keep = mixed(p)
     pruned = trial(keep)
+    if analytic:
+        removed = 1 - size_of(pruned, spec.measure, min(spec.imgsz, 320)) / base_size
     before = {i.name: i.channels for i in infos}
     channels = {n: (before[n], keep[n]) for n in before if keep[n] != before[n]}
     LOG.info("pruned %d groups, %.1f%% of %s removed", len(channels), 100 * removed, spec.measure)
     return StepResult(pruned, removed, level, channels, dict(graph.whole))
+
+
+def _analytic(graph: PruningGraph, spec: StepSpec, base_size: float) -> Callable[[dict[str, int]], float]:
+    """removed fraction of an allocation, computed from widths alone (see measure.SizeModel)."""
+    if spec.measure == "channels":
+        now = {g.name: graph.channels(g) for g in graph.groups}
+        return lambda keep: 1 - sum(keep.get(n, c) for n, c in now.items()) / base_size
+    sizes = SizeModel(graph, min(spec.imgsz, 320))
+    index = 0 if spec.measure == "flops" else 1
+    return lambda keep: 1 - sizes.size(keep)[index] / base_size
 
 
 def max_removed(model: nn.Module, spec: StepSpec, base_size: float, original: dict[str, int]) -> float:

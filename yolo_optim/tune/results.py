@@ -66,8 +66,9 @@ def collect_trials(experiment_path: Path, epochs: int, mode: str) -> list[TrialR
     # HyperBand leaves the trials it paused at its last rung PAUSED when the search ends; only a search that was
     # interrupted (a trial still RUNNING or PENDING) has paused trials it will continue on resume.
     interrupted = any(t.status in ("RUNNING", "PENDING") for t in analysis.trials)
+    pairs = sorted(zip(analysis.trials, ResultGrid(analysis)), key=lambda pair: _creation_index(pair[0]))
     records = []
-    for trial, r in zip(analysis.trials, ResultGrid(analysis)):
+    for trial, r in pairs:
         df = r.metrics_dataframe
         metrics = plain({k: v for k, v in (r.metrics or {}).items() if _is_number(v)})
         objective = best_epoch = None
@@ -89,7 +90,13 @@ def collect_trials(experiment_path: Path, epochs: int, mode: str) -> list[TrialR
         records.append(TrialRecord(trial_id=str(trial.trial_id), status=status, config=plain(dict(trial.config)),
                                    epochs=done, objective=objective, best_epoch=best_epoch, metrics=metrics,
                                    latency_ms=metrics.get("latency_ms"), error=error, path=str(r.path)))
-    return records  # Ray keeps trials in creation order
+    return records
+
+
+def _creation_index(trial: Any) -> int:
+    """Ray tags each trial '<index>_<config>' in creation order; its saved trial list is not always in that order."""
+    head = str(trial.experiment_tag).split("_", 1)[0]
+    return int(head) if head.isdigit() else 1 << 30
 
 
 def _first_line(error: BaseException) -> str:

@@ -66,6 +66,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         if checkpoint is not None:  # a paused or interrupted trial continues from its last epoch
             with checkpoint.as_directory() as d:
                 reporter.restore(Path(d))
+            if reporter.epoch >= setup.epochs:
+                return  # killed after reporting its last epoch: finished (Ultralytics would refuse to resume)
             yolo = load_yolo(str(work / LAST))
             reporter.attach(yolo)
             yolo.train(resume=str(work / LAST), save_dir=str(work / "run"), device=setup.device,
@@ -87,6 +89,7 @@ class EpochReporter:
         self.objective, self.latency_ms, self.work = objective, latency_ms, work
         self.best = -math.inf  # best objective so far, as a maximum
         self.best_epoch = 0
+        self.epoch = 0  # last epoch reported
         self.reported = 0
         self._epoch_trained = False
 
@@ -101,7 +104,7 @@ class EpochReporter:
             if (folder / name).is_file():
                 shutil.copy2(folder / name, self.work / name)
         state = json.loads((folder / STATE).read_text(encoding="utf-8"))
-        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.best, self.best_epoch, self.epoch = float(state["best"]), int(state["best_epoch"]), int(state["epoch"])
 
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         # Ultralytics adds its own Ray Tune reporter when its `raytune` setting is on; one reporter per epoch only.
@@ -132,12 +135,13 @@ class EpochReporter:
                 _strip_into(trainer.last, self.work / BEST)
             if (self.work / BEST).is_file():
                 os.link(self.work / BEST, folder / BEST)
-            (folder / STATE).write_text(json.dumps({"best": self.best, "best_epoch": self.best_epoch}))
+            (folder / STATE).write_text(json.dumps({"best": self.best, "best_epoch": self.best_epoch, "epoch": epoch}))
             report = {**metrics, "objective": value, "epoch": epoch, "best_epoch": self.best_epoch,
                       "best_objective": self.best if self.objective.mode == "max" else -self.best}
             if self.latency_ms is not None:
                 report["latency_ms"] = self.latency_ms
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
+        self.epoch = epoch
         self.reported += 1
 
 

@@ -1,0 +1,176 @@
+"""Structured pruning on models built from YAML: exact block rewrites, shapes, ratios, round_to, attention, neurons."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+ARCHS = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
+
+
+def _model(arch: str) -> nn.Module:
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    model = YOLO(arch).model.eval()
+    # trained-looking BatchNorms, so that equivalence checks are not trivially satisfied by identity statistics
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) * 0.4 - 0.2)
+    return model
+
+
+def _outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    from yolo_optim.prune.graph import raw_outputs
+
+    model.eval()
+    with torch.no_grad():
+        return raw_outputs(model(x))
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def arch_model(request: pytest.FixtureRequest) -> tuple[str, nn.Module]:
+    return request.param, _model(request.param)
+
+
+def test_rewrite_is_exact_and_uses_standard_blocks(arch_model: tuple[str, nn.Module]) -> None:
+    from yolo_optim.prune.structured import prepare
+
+    arch, model = arch_model
+    x = torch.rand(2, 3, 64, 64)
+    before = _outputs(model, x)
+    prepared, rewritten = prepare(model)
+    assert rewritten, "C2f/C3k2/C2PSA blocks must be rewritten"
+    names = {type(m).__name__ for m in prepared.modules()}
+    assert not names & {"C2f", "C3k2", "C2PSA", "PSA"}
+    assert all(type(m).__module__.startswith(("torch.", "ultralytics.")) for m in prepared.modules())
+    after = _outputs(prepared, x)
+    assert [t.shape for t in before] == [t.shape for t in after]
+    for a, b in zip(before, after):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3), f"{arch}: rewrite changed outputs by {(a - b).abs().max()}"
+    assert isinstance(model.model[2], nn.Module) and type(model.model[2]).__name__ in ("C2f", "C3k2")  # input untouched
+
+
+@pytest.mark.parametrize("measure,ratio", [("flops", 0.5), ("params", 0.4)])
+def test_prune_meets_target_keeps_shapes_and_round_to(arch_model: tuple[str, nn.Module], measure: str,
+                                                      ratio: float) -> None:
+    from yolo_optim.prune.graph import PruningGraph
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    arch, model = arch_model
+    prepared, _ = prepare(model)
+    widths = group_widths(prepared)
+    base = size_of(prepared, measure, 64)
+    spec = StepSpec(method="l1", allocation="global", measure=measure, removed=ratio, round_to=8, imgsz=64)
+    result = prune_step(prepared, spec, base, widths)
+    removed = 1 - size_of(result.model, measure, 64) / base
+    assert ratio <= removed <= ratio + 0.03, f"{arch}: asked {ratio}, removed {removed:.4f}"
+    assert result.channels, "some groups must have been pruned"
+    for name, (_, kept) in result.channels.items():
+        assert kept % 8 == 0 and kept >= 8, f"{name} kept {kept} channels, not a multiple of round_to=8"
+    final = {g.name: c for g, c in ((g, PruningGraph(result.model).channels(g))
+                                    for g in PruningGraph(result.model).groups)}
+    assert all(final[n] == k for n, (_, k) in result.channels.items())
+    for batch, size in ((1, 64), (2, 96)):
+        x = torch.rand(batch, 3, size, size)
+        assert [t.shape for t in _outputs(prepared, x)] == [t.shape for t in _outputs(result.model, x)]
+    result.model.train()
+    out = result.model(torch.rand(2, 3, 64, 64))  # the training forward (loss inputs) works too
+    assert isinstance(out, dict)
+
+
+def test_removed_channels_that_carry_nothing_change_nothing() -> None:
+    """Zero the BatchNorm of the channels about to be removed; removing them must then leave outputs unchanged.
+
+    This checks that every dependent layer (concats, residual adds, depthwise convs, the head) was cut at the
+    right indices.
+    """
+    from yolo_optim.prune.graph import PruningGraph, refresh_block_attributes
+    from yolo_optim.prune.structured import prepare
+
+    prepared, _ = prepare(_model("yolo11n.yaml"))
+    graph = PruningGraph(prepared, round_to=8)
+    chosen = {}
+    for g in graph.groups:
+        n = graph.channels(g)
+        idxs = list(range(1, n, 3))[: max(0, n - 8)]
+        if not idxs:
+            continue
+        chosen[g.name] = idxs
+        for dep, _ in graph.full_group(g):
+            m = dep.target.module
+            if graph.DG.is_out_channel_pruning_fn(dep.handler) and isinstance(m, (nn.BatchNorm2d, nn.Conv2d,
+                                                                                   nn.ConvTranspose2d)):
+                with torch.no_grad():
+                    if isinstance(m, nn.BatchNorm2d):
+                        m.weight[idxs] = 0
+                        m.bias[idxs] = 0
+                    elif m.bias is not None and not isinstance(m, nn.ConvTranspose2d):
+                        m.bias[idxs] = 0
+    x = torch.rand(2, 3, 64, 64)
+    before = _outputs(prepared, x)
+    for g in graph.groups:
+        if g.name in chosen:
+            graph.prune(g, chosen[g.name])
+    refresh_block_attributes(prepared)
+    after = _outputs(prepared, x)
+    assert len(chosen) > 40
+    for a, b in zip(before, after):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4), f"max difference {(a - b).abs().max()}"
+
+
+def test_attention_is_left_whole_with_its_name() -> None:
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_model("yolo11n.yaml"))
+    attn = prepared.model[10].m[0].attn
+    shapes = {n: p.shape for n, p in attn.named_parameters()}
+    result = prune_step(prepared, StepSpec(removed=0.5, imgsz=64), size_of(prepared, "flops", 64),
+                        group_widths(prepared))
+    assert "model.10.m.0.attn" in result.whole and "Attention" in result.whole["model.10.m.0.attn"]
+    pruned_attn = result.model.model[10].m[0].attn
+    assert {n: p.shape for n, p in pruned_attn.named_parameters()} == shapes
+
+
+def test_neuron_kind_prunes_only_pointwise_units() -> None:
+    from yolo_optim.prune.graph import PruningGraph
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_model("yolov8n.yaml"))
+    graph = PruningGraph(prepared)
+    pointwise = {g.name for g in graph.groups if g.pointwise}
+    assert pointwise and len(pointwise) < len(graph.groups)
+    result = prune_step(prepared, StepSpec(kind="neuron", measure="params", removed=0.2, imgsz=64),
+                        size_of(prepared, "params", 64), group_widths(prepared))
+    assert result.channels and set(result.channels) <= pointwise
+
+
+def test_unreachable_target_names_the_best_reachable() -> None:
+    from yolo_optim.errors import OptimError
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_model("yolov8n.yaml"))
+    with pytest.raises(OptimError, match=r"cannot be met: at most \d"):
+        prune_step(prepared, StepSpec(removed=0.99, imgsz=64), size_of(prepared, "flops", 64), group_widths(prepared))
+
+
+def test_uniform_random_and_global_allocations_differ_but_all_meet_the_target() -> None:
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_model("yolo11n.yaml"))
+    base, widths = size_of(prepared, "flops", 64), group_widths(prepared)
+    kept = {}
+    for method, allocation in (("l1", "uniform"), ("random", "uniform"), ("l2", "global"), ("bn", "global")):
+        r = prune_step(copy.deepcopy(prepared), StepSpec(method=method, allocation=allocation, removed=0.3,
+                                                         imgsz=64), base, widths)
+        assert 0.3 <= r.removed <= 0.33
+        kept[(method, allocation)] = r.channels
+    assert kept[("l1", "uniform")] == kept[("random", "uniform")]  # same widths, different channels chosen
+    assert kept[("l2", "global")] != kept[("l1", "uniform")]

@@ -1,0 +1,205 @@
+"""Pruning runs end to end: CLI, checkpoints that load without yolo_optim, fine-tuning, export, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+IMGSZ = 64
+
+# A Python prelude that makes `yolo_optim` impossible to import, as on a machine where it is not installed.
+NO_YOLO_OPTIM = r"""
+import importlib.abc, sys
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "yolo_optim" or name.startswith("yolo_optim."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _NotInstalled())
+try:
+    import yolo_optim
+    raise SystemExit("yolo_optim is importable")
+except ModuleNotFoundError:
+    pass
+"""
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "yolo_optim", "prune", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def pruned_run(tiny_model: Path, demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLI run on the tiny trained YOLO11n: 50% of the FLOPs removed, one fine-tuning epoch."""
+    root = tmp_path_factory.mktemp("prune-run")
+    before = tiny_model.read_bytes()
+    r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "epochs=1", "ratio=0.5",
+             "target=flops", f"project={root}", "name=run", cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert tiny_model.read_bytes() == before, "the input weights must never be modified"
+    return root / "run"
+
+
+def test_run_writes_an_ordinary_checkpoint_with_metadata(pruned_run: Path, tiny_model: Path) -> None:
+    from yolo_optim.models import file_sha256
+
+    weights = pruned_run / "pruned.pt"
+    assert weights.exists() and (pruned_run / "prune.json").exists()
+    ckpt = torch.load(weights, map_location="cpu", weights_only=False)
+    meta = ckpt["prune"]
+    assert meta["method"] == "l2" and meta["kind"] == "structured" and meta["target"] == "flops"
+    assert meta["source_sha256"] == file_sha256(tiny_model)
+    assert 0.5 <= meta["removed"] <= 0.53
+    assert meta["size"]["params_after"] < meta["size"]["params_before"]
+    assert meta["widths"] and all(new < old for old, new in meta["widths"].values())
+    assert ckpt["train_args"]["data"], "training arguments travel with the checkpoint"
+    assert (pruned_run / "steps" / "step1" / "pruned.pt").exists()
+    assert (pruned_run / "steps" / "step1" / "train" / "weights" / "last.pt").exists()
+
+
+def test_pruned_checkpoint_loads_predicts_and_validates_without_yolo_optim(pruned_run: Path,
+                                                                          demo_data: Path) -> None:
+    code = NO_YOLO_OPTIM + f"""
+import numpy as np, torch
+from ultralytics import YOLO
+m = YOLO({str(pruned_run / 'pruned.pt')!r})
+assert m.ckpt["prune"]["kind"] == "structured"
+res = m.predict(np.zeros(({IMGSZ}, {IMGSZ}, 3), dtype=np.uint8), imgsz={IMGSZ}, verbose=False)
+assert res and res[0].boxes is not None
+raw = m.model.eval()(torch.rand(1, 3, {IMGSZ}, {IMGSZ}))[0]
+assert raw.shape[0] == 1 and raw.shape[1] == 4 + len(m.names), raw.shape
+stats = m.val(data={str(demo_data)!r}, imgsz={IMGSZ}, batch=8, plots=False, verbose=False)
+print("MAP", float(stats.box.map))
+"""
+    for safe in ("0", "1"):  # also under Ultralytics' restricted (weights_only) loader
+        env = {**os.environ, "YOLO_OFFLINE": "1", "ULTRALYTICS_SAFE_LOAD": safe}
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                           cwd=pruned_run)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "MAP" in r.stdout
+
+
+def test_pruned_model_exports_to_onnx_and_openvino_with_matching_outputs(pruned_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import onnxruntime as ort
+    import openvino as ov
+    from ultralytics import YOLO
+
+    src = tmp_path / "pruned.pt"
+    shutil.copy(pruned_run / "pruned.pt", src)
+    model = YOLO(str(src))
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    ref = model.model.float().eval()(x)[0].detach().numpy()
+    onnx_path = YOLO(str(src)).export(format="onnx", imgsz=IMGSZ, simplify=False, verbose=False)
+    got = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+    ov_dir = YOLO(str(src)).export(format="openvino", imgsz=IMGSZ, verbose=False)
+    compiled = ov.Core().compile_model(str(next(Path(ov_dir).glob("*.xml"))), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled(x.numpy())[0]
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo26n.yaml"])
+def test_finetune_keeps_the_pruned_architecture(arch: str, demo_data: Path, tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.checkpoint import write_checkpoint
+    from yolo_optim.prune.retrain import finetune
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_with_classes(arch, 3))  # the demo dataset's 3 classes
+    widths = group_widths(prepared)
+    step = prune_step(prepared, StepSpec(removed=0.4, imgsz=IMGSZ), size_of(prepared, "flops", IMGSZ), widths)
+    pruned_widths = group_widths(step.model)
+    start = write_checkpoint(step.model, tmp_path / "pruned.pt", {}, {"kind": "structured"})
+    best = finetune(start, demo_data, 1, tmp_path / "ft", IMGSZ, 8)
+    trained = YOLO(str(best)).model
+    assert group_widths(trained) == pruned_widths != widths
+    assert sum(p.numel() for p in trained.parameters()) == sum(p.numel() for p in step.model.parameters())
+
+
+def _with_classes(arch: str, nc: int) -> torch.nn.Module:
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(arch, nc=nc, verbose=False)
+
+
+def test_python_api_weight_pruning_reports_sparsity(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    import yolo_optim
+    from yolo_optim.prune.unstructured import prunable_weights
+
+    pruned = yolo_optim.prune(tiny_model, data=demo_data, kind="weight", target="params", ratio=0.6,
+                              method="l1", epochs=1, imgsz=IMGSZ, batch=8, project=str(tmp_path), name="w")
+    r = pruned.prune_result
+    assert r.sparsity is not None and "no speed-up" in r.sparsity["note"]
+    weights = prunable_weights(pruned.model)
+    zeros = sum(int((p == 0).sum()) for p in weights.values()) / sum(p.numel() for p in weights.values())
+    assert zeros >= 0.59, "the zeros must survive fine-tuning and the EMA"
+    assert r.sparsity["compressed_mb"] < r.sparsity["dense_mb"]
+    assert r.params[0] == r.params[1], "unstructured pruning keeps every shape"
+
+
+def test_resume_continues_a_killed_iterative_run(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    args = [f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "steps=2", "step_epochs=1",
+            "epochs=1", "ratio=0.4", "max_drop=1.0", f"project={tmp_path}", "name=it"]
+    r = _cli(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "it"
+    first = json.loads((run / "prune.json").read_text())
+    assert [h["step"] for h in first["history"]] == [1, 2]
+    assert first["history"][0]["removed"] < first["history"][1]["removed"]
+    # Simulate a kill during step 2's fine-tune: its record and outputs are gone, its pruned checkpoint is kept.
+    state = json.loads((run / "state.json").read_text())
+    state["steps"] = state["steps"][:1]
+    (run / "state.json").write_text(json.dumps(state))
+    (run / "steps" / "step2" / "finetuned.pt").unlink()
+    (run / "pruned.pt").unlink()
+    step1 = (run / "steps" / "step1" / "finetuned.pt").stat().st_mtime_ns
+    r = _cli(*args, "resume=True", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (run / "pruned.pt").exists()
+    assert (run / "steps" / "step1" / "finetuned.pt").stat().st_mtime_ns == step1, "step 1 must not be redone"
+    again = json.loads((run / "prune.json").read_text())
+    assert again["size"]["params_after"] == first["size"]["params_after"]
+    r = _cli(*args[:-1], "name=other", "resume=True", cwd=tmp_path)
+    assert r.returncode == 2 and "no unfinished pruning run" in r.stderr
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["ratio=1.5"], "ratio=1.5 is too large"),
+    (["method=magic"], "method=magic is not allowed"),
+    (["ratio=0.99"], "cannot be met: the most this model allows is"),
+    (["round_to=4096"], "no prunable layers"),
+    (["target=speed"], "target=speed is not understood"),
+    (["kind=weight", "target=flops"], "kind=weight keeps every shape"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(extra: list[str], message: str, tiny_model: Path,
+                                                         demo_data: Path, tmp_path: Path) -> None:
+    r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", f"project={tmp_path / 'p'}", *extra,
+             cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-1500:]
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()
+
+
+def test_checkpoint_without_training_arguments_is_refused(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(tiny_model, map_location="cpu", weights_only=False)
+    ckpt.pop("train_args", None)
+    bare = tmp_path / "bare.pt"
+    torch.save(ckpt, bare)
+    r = _cli(f"model={bare}", f"data={demo_data}", f"imgsz={IMGSZ}", f"project={tmp_path / 'p'}", cwd=tmp_path)
+    assert r.returncode == 2 and "no training arguments" in r.stderr
+    assert not (tmp_path / "p").exists()
