@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +24,19 @@ def cache_dir() -> Path:
     """Cache for the demo dataset and baseline; YOLO_OPTIM_CACHE overrides ~/.cache/yolo_optim."""
     root = os.environ.get("YOLO_OPTIM_CACHE") or Path.home() / ".cache" / "yolo_optim"
     return Path(root).expanduser()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed): serialises processes building the same cache entry."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def run_dir(mode: str, project: str | None, name: str | None, exist_ok: bool) -> Path:

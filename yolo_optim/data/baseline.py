@@ -6,18 +6,16 @@ Training saves Ultralytics' last.pt every epoch; a killed run resumes from it on
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import BaselineConfig, make_config
 from ..errors import OptimError
-from ..paths import cache_dir, write_json_atomic
+from ..paths import cache_dir, file_lock, write_json_atomic
 from .demo import GENERATOR_VERSION, make_demo_dataset
 
 MAP_KEY = "metrics/mAP50-95(B)"
@@ -31,18 +29,6 @@ class BaselineResult:
     save_dir: Path  # training folder
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise concurrent processes that would build the same cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _settings_key(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -52,7 +38,7 @@ def demo_dataset_path(train: int = 400, val: int = 100, classes: int = 6, size: 
     settings = dict(train=train, val=val, classes=classes, size=size, seed=seed, version=GENERATOR_VERSION)
     root = cache_dir() / "datasets" / f"demo-{_settings_key(settings)}"
     if not (root / "data.yaml").exists():
-        with _locked(root.with_suffix(".lock")):
+        with file_lock(root.with_suffix(".lock")):
             if not (root / "data.yaml").exists():
                 make_demo_dataset(root, train, val, classes, size, seed)
     return root / "data.yaml"
@@ -115,7 +101,7 @@ def baseline_result(cfg: BaselineConfig) -> BaselineResult:
     settings = dict(arch=arch, data=str(data.resolve()), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     seed=cfg.seed, ultralytics=version("ultralytics"))
     out = cache_dir() / "baselines" / f"{Path(arch).stem}-{_settings_key(settings)}"
-    with _locked(out.with_suffix(".lock")):
+    with file_lock(out.with_suffix(".lock")):
         weights = train_baseline(arch, data, cfg.epochs, cfg.imgsz, out, cfg.seed, cfg.batch, cfg.device,
                                  cfg.workers, cfg.amp)
     info = json.loads((out / "baseline.json").read_text())
