@@ -6,8 +6,8 @@
 Rows: OpenVINO fp32/bf16/fp16/int8w/int8, ONNX Runtime fp32/fp16/int8w/int8, and Ultralytics' own INT8 exports
 (OpenVINO and ONNX) calibrated on the very same training images, for reference. Accuracy: every artifact through
 Ultralytics' validator at the precision it records. Latency: raw inference, fixed threads, warm-up, then
-`--rounds` round-robin passes over all variants (so a slow spell on a shared machine hits all rows alike), each a
-bounded timed loop; the figure is the median of the per-round medians. Timing holds /tmp/yolo_optim_timing.lock.
+`--cycles` interleaved passes timing a burst of every variant in turn (so a slow spell on a shared machine hits
+all rows alike); the figure is the median of the burst medians. Timing holds /tmp/yolo_optim_timing.lock.
 """
 
 from __future__ import annotations
@@ -131,19 +131,27 @@ def callables(rows: dict[str, dict[str, Any]], hint_theirs: str) -> dict[str, Ca
 
 
 def measure_latency(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: str) -> None:
+    """Interleaved timing: `--cycles` passes, each timing a short burst of every variant in turn.
+
+    On a shared machine the load changes within seconds; bursts in rotation spread it evenly over all rows, so
+    their ratios stay meaningful. A row's figure is the median over its burst medians.
+    """
     runners = callables(rows, hint_theirs)
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    plan = TimingPlan(warmup=args.warmup, runs=args.runs, seconds=args.seconds, min_runs=10)
-    per_round: dict[str, list[float]] = {k: [] for k in runners}
+    burst = TimingPlan(warmup=2, runs=args.burst, seconds=60.0, min_runs=args.burst)
+    per_burst: dict[str, list[float]] = {k: [] for k in runners}
     with timing_lock():
-        for r in range(args.rounds):
+        for fn in runners.values():
+            time_callable(lambda fn=fn: fn(x), TimingPlan(warmup=args.warmup, runs=1, seconds=1.0, min_runs=1))
+        for c in range(args.cycles):
             for name, fn in runners.items():
-                per_round[name].append(time_callable(lambda fn=fn: fn(x), plan).median_ms)
-            print(f"[{imgsz}] latency round {r + 1}/{args.rounds}: " +
-                  ", ".join(f"{k}={v[-1]:.2f}" for k, v in per_round.items()), flush=True)
-    for name, values in per_round.items():
+                per_burst[name].append(time_callable(lambda fn=fn: fn(x), burst).median_ms)
+            if (c + 1) % 10 == 0:
+                print(f"[{imgsz}] latency cycle {c + 1}/{args.cycles}: " +
+                      ", ".join(f"{k}={np.median(v):.2f}" for k, v in per_burst.items()), flush=True)
+    for name, values in per_burst.items():
         rows[name]["latency_ms"] = float(np.median(values))
-        rows[name]["latency_rounds_ms"] = [round(v, 3) for v in values]
+        rows[name]["latency_iqr_ms"] = [round(float(q), 3) for q in np.percentile(values, [25, 75])]
 
 
 def measure_accuracy(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: str) -> float:
@@ -198,10 +206,9 @@ def main() -> None:
     p.add_argument("--lat-imgsz", default="640,256", help="comma list of image sizes for latency")
     p.add_argument("--calib", type=int, default=300, help="calibration images from the training split")
     p.add_argument("--threads", type=int, default=2, help="inference threads for every runtime")
-    p.add_argument("--rounds", type=int, default=3, help="round-robin timing passes")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--runs", type=int, default=200)
-    p.add_argument("--seconds", type=float, default=8.0, help="time limit of one timed loop")
+    p.add_argument("--cycles", type=int, default=30, help="interleaved timing passes over all variants")
+    p.add_argument("--burst", type=int, default=10, help="timed calls per variant and pass")
+    p.add_argument("--warmup", type=int, default=20, help="untimed calls per variant before timing")
     p.add_argument("--out", default="runs/optim/bench_export", help="output folder")
     p.add_argument("--retime", action="store_true",
                    help="reuse the artifacts and accuracy of a previous run in --out; measure latency again")

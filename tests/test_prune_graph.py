@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 ARCHS = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 
@@ -62,7 +62,13 @@ def test_rewrite_is_exact_and_uses_standard_blocks(arch_model: tuple[str, nn.Mod
 def test_prune_meets_target_keeps_shapes_and_round_to(arch_model: tuple[str, nn.Module], measure: str,
                                                       ratio: float) -> None:
     from yolo_optim.prune.graph import PruningGraph
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     arch, model = arch_model
     prepared, _ = prepare(model)
@@ -75,8 +81,8 @@ def test_prune_meets_target_keeps_shapes_and_round_to(arch_model: tuple[str, nn.
     assert result.channels, "some groups must have been pruned"
     for name, (_, kept) in result.channels.items():
         assert kept % 8 == 0 and kept >= 8, f"{name} kept {kept} channels, not a multiple of round_to=8"
-    final = {g.name: c for g, c in ((g, PruningGraph(result.model).channels(g))
-                                    for g in PruningGraph(result.model).groups)}
+    graph = PruningGraph(result.model)
+    final = {g.name: graph.channels(g) for g in graph.groups}
     assert all(final[n] == k for n, (_, k) in result.channels.items())
     for batch, size in ((1, 64), (2, 96)):
         x = torch.rand(batch, 3, size, size)
@@ -127,7 +133,13 @@ def test_removed_channels_that_carry_nothing_change_nothing() -> None:
 
 
 def test_attention_is_left_whole_with_its_name() -> None:
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     prepared, _ = prepare(_model("yolo11n.yaml"))
     attn = prepared.model[10].m[0].attn
@@ -141,7 +153,13 @@ def test_attention_is_left_whole_with_its_name() -> None:
 
 def test_neuron_kind_prunes_only_pointwise_units() -> None:
     from yolo_optim.prune.graph import PruningGraph
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     prepared, _ = prepare(_model("yolov8n.yaml"))
     graph = PruningGraph(prepared)
@@ -154,7 +172,13 @@ def test_neuron_kind_prunes_only_pointwise_units() -> None:
 
 def test_unreachable_target_names_the_best_reachable() -> None:
     from yolo_optim.errors import OptimError
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     prepared, _ = prepare(_model("yolov8n.yaml"))
     with pytest.raises(OptimError, match=r"cannot be met: at most \d"):
@@ -162,7 +186,13 @@ def test_unreachable_target_names_the_best_reachable() -> None:
 
 
 def test_uniform_random_and_global_allocations_differ_but_all_meet_the_target() -> None:
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     prepared, _ = prepare(_model("yolo11n.yaml"))
     base, widths = size_of(prepared, "flops", 64), group_widths(prepared)

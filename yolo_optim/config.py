@@ -126,6 +126,7 @@ class PruneConfig(CommonConfig):
     taylor_batches: int = key(gt=0)  # batches for Taylor scores
     sparsity_epochs: int = key(ge=0)  # BatchNorm-L1 training epochs
     sparsity_l1: float = key(ge=0)  # BatchNorm-L1 penalty
+    distill: bool  # distil from the unpruned source
     optimizer: str  # fine-tuning optimizer
     lr0: float = key(gt=0)  # fine-tuning learning rate
     warmup_epochs: float = key(ge=0)  # fine-tuning warm-up

@@ -7,8 +7,6 @@ Used for every backend (and by pruning to time candidate models), so one rule de
   recorded beside the statistics;
 - each call is timed alone with `time.perf_counter_ns`, garbage collection paused (as `timeit` does), and an
   optional `sync` (e.g. `torch.cuda.synchronize`) so asynchronous devices are timed to completion;
-- figures meant to be compared (inference alone, end to end) are timed in alternation, so both see the same
-  machine conditions;
 - the median is the headline figure (robust to the odd preemption); p90/p99, mean and std show the tail.
 """
 
@@ -93,9 +91,9 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], plan: TimingPlan | None 
                      sync: Callable[[], Any] | None = None) -> dict[str, LatencyStats]:
     """Time several callables in alternation (a, b, a, b, ...), each call timed alone.
 
-    Alternating makes every callable see the same machine conditions, so differences between them (end-to-end
-    minus inference) stay meaningful even when other processes come and go. Each gets `plan.runs` calls at most
-    and `plan.seconds` of the loop's time limit.
+    Alternating makes every callable see the same machine conditions, e.g. to compare two candidate models
+    while other processes come and go. Each gets `plan.runs` calls at most and `plan.seconds` of the loop's time
+    limit. Callables that disturb each other (one evicting the other's caches) are better timed apart.
     """
     plan = plan or TimingPlan()
     for _ in range(plan.warmup):

@@ -62,7 +62,7 @@ class StagedSource:
         """Ultralytics' own export at a static batch-1 shape: the FP32 graph and its metadata."""
         try:  # quiet: the exporter prints usage hints that name our scratch folder; its warnings still show
             with quiet_ultralytics(self.verbose):
-                out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, device="cpu", nms=False,
+                out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, device="cpu",
                                        quantize=16 if half else None, simplify=True, verbose=False)
         except Exception as e:  # noqa: BLE001 - Ultralytics raises many types; the user gets one line
             raise OptimError(f"Ultralytics could not export the model to {fmt} ({type(e).__name__}: "

@@ -128,10 +128,11 @@ def run_export(cfg: Any, yolo: Any = None, reference: MapResult | None = None) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if guard is not None:
-        LOG.info("accuracy guard: FP32 %.4f, %s %.4f (drop %.4f, max %.4f)", guard.reference, target.precision,
-                 guard.quantized, guard.drop, guard.max_drop)
     print(f"Exported {target.name}: {final}")
+    if guard is not None:
+        print(f"Accuracy guard ({guard.metric}, val split): FP32 {guard.reference:.4f}, {target.precision} "
+              f"{guard.quantized:.4f}, drop {guard.drop:+.4f} (max_drop {guard.max_drop}): "
+              f"{'passed' if guard.passed else 'FAILED'}")
     return ExportResult(final, target, read_artifact_metadata(final), save_dir)
 
 

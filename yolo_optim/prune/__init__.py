@@ -19,7 +19,7 @@ _LAZY = {
     "PruningGraph": "graph", "rewrite_split_blocks": "transform", "read_prune_metadata": "checkpoint",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:

@@ -14,9 +14,10 @@ nor loses more than its `limit`.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -43,7 +44,7 @@ def round_keep(keep: float, channels: int, round_to: int, limit: float) -> int:
     if channels <= round_to:
         return channels
     floor = max(round_to, math.ceil(channels * (1 - limit) / round_to) * round_to)
-    k = int(round(keep / round_to)) * round_to
+    k = round(keep / round_to) * round_to
     if k >= channels:
         return channels
     return max(floor, k) if floor < channels else channels
@@ -95,7 +96,7 @@ def _loss_at(curve: tuple[tuple[float, float], ...], r: float) -> float:
         x1, y1 = best[-1]
         slope = (y1 - y0) / (x1 - x0) if x1 > x0 else 0.0
         return y1 + slope * (r - x1)  # beyond the last measured ratio the loss keeps growing at the last slope
-    for (x0, y0), (x1, y1) in zip(best, best[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(best):
         if x0 <= r <= x1:
             return y0 + (y1 - y0) * (r - x0) / (x1 - x0) if x1 > x0 else y1
     return best[-1][1]

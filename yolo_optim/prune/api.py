@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 from ..paths import run_dir, write_json_atomic
 from .checkpoint import load_source, write_checkpoint
 from .evaluate import primary_map, val_map
+from .graph import PruningGraph
 from .latency import LatencyGoal, parse_target
 from .structured import MEASURES, StepSpec, group_widths, max_removed, prepare, size_of
 
@@ -57,7 +58,7 @@ def _ratios(text: str) -> tuple[float, ...]:
     return vals
 
 
-def _check_combination(cfg: "PruneConfig", goal: LatencyGoal | None, measure: str) -> None:
+def _check_combination(cfg: PruneConfig, goal: LatencyGoal | None, measure: str) -> None:
     if cfg.kind == "weight":
         if goal is not None or measure == "flops":
             raise OptimError("kind=weight keeps every shape, so it cannot reduce FLOPs or latency on dense runtimes; "
@@ -72,7 +73,7 @@ def _check_combination(cfg: "PruneConfig", goal: LatencyGoal | None, measure: st
                     cfg.sparsity_epochs)
 
 
-def run_prune(cfg: "PruneConfig") -> PruneResult:
+def run_prune(cfg: PruneConfig) -> PruneResult:
     """CLI entry. Every input is checked before the run folder is created; a bad one writes nothing."""
     from ..data.baseline import resolve_model_and_data
 
@@ -90,9 +91,12 @@ def run_prune(cfg: "PruneConfig") -> PruneResult:
         _check_reachable(cfg, prepared, widths, measure, goal)
     save_dir = _open_run_dir(cfg, sha)
     t0 = time.time()
+    for name, why in (opaque_modules_in(prepared) if cfg.kind != "weight" else {}).items():
+        LOG.warning("left whole: %s (%s)", name, why)
     from . import runner
 
-    model, info = runner.execute(cfg, prepared, widths, data, save_dir, train_args, sha, measure, goal, ratios)
+    model, info = runner.execute(cfg, prepared, widths, data, save_dir, train_args, sha, measure, goal, ratios,
+                                 teacher=source if Path(source).is_file() else None)
     weights = save_dir / "pruned.pt"
     meta = {**info["meta"], "source": source, "source_sha256": sha, "rewritten_blocks": rewritten,
             "seconds": round(time.time() - t0, 1)}
@@ -106,18 +110,14 @@ def run_prune(cfg: "PruneConfig") -> PruneResult:
     return result
 
 
-def _check_reachable(cfg: "PruneConfig", prepared: nn.Module, widths: dict[str, int], measure: str,
+def _check_reachable(cfg: PruneConfig, prepared: nn.Module, widths: dict[str, int], measure: str,
                      goal: LatencyGoal | None) -> None:
     """Fail before writing anything when the model has nothing to prune or the target is out of reach."""
-    from .graph import PruningGraph
-
     graph = PruningGraph(prepared, cfg.round_to)
     usable = [g for g in graph.groups if (cfg.kind != "neuron" or g.pointwise) and g.channels > cfg.round_to]
     if not usable:
         whole = f" (left whole: {', '.join(graph.whole)})" if graph.whole else ""
         raise OptimError(f"the model has no prunable layers for kind={cfg.kind}{whole}; nothing to do")
-    for name, why in graph.whole.items():
-        LOG.warning("left whole: %s (%s)", name, why)
     if goal is not None:
         from .latency import check_goal
 
@@ -131,14 +131,18 @@ def _check_reachable(cfg: "PruneConfig", prepared: nn.Module, widths: dict[str, 
                          f"whole: {len(graph.whole)}); use ratio<={int(reach * 1000) / 1000}")
 
 
-def _spec(cfg: "PruneConfig", measure: str, data: str | None) -> StepSpec:
+def opaque_modules_in(model: nn.Module) -> dict[str, str]:
+    return PruningGraph(model).whole
+
+
+def _spec(cfg: PruneConfig, measure: str, data: str | None) -> StepSpec:
     return StepSpec(kind=cfg.kind, method=cfg.method, allocation=cfg.allocation,
                     measure=measure if measure in MEASURES else "flops", removed=cfg.ratio, round_to=cfg.round_to,
                     max_layer_ratio=cfg.max_layer_ratio, imgsz=cfg.imgsz, seed=cfg.seed, data=data,
                     taylor_batches=cfg.taylor_batches)
 
 
-def _open_run_dir(cfg: "PruneConfig", sha: str) -> Path:
+def _open_run_dir(cfg: PruneConfig, sha: str) -> Path:
     """A new numbered run folder, or with resume=True the existing project/name folder of the same run."""
     import json
 
@@ -164,7 +168,7 @@ def _open_run_dir(cfg: "PruneConfig", sha: str) -> Path:
     return save_dir
 
 
-def _print_summary(r: PruneResult, cfg: "PruneConfig") -> None:
+def _print_summary(r: PruneResult, cfg: PruneConfig) -> None:
     print(f"Pruned ({cfg.kind}, {cfg.method}, {cfg.allocation}): {r.removed:.1%} of {cfg.target} removed, "
           f"GFLOPs {r.gflops[0]:.2f} -> {r.gflops[1]:.2f}, params {r.params[0]:,} -> {r.params[1]:,}, "
           f"mAP50-95 {r.map_before:.4f} -> {r.map_after:.4f}")
@@ -175,7 +179,7 @@ def _print_summary(r: PruneResult, cfg: "PruneConfig") -> None:
         print(f"Left whole: {name} ({why})")
 
 
-def prune(model: Any = None, data: str | Path | None = None, **overrides: Any) -> "YOLO":
+def prune(model: Any = None, data: str | Path | None = None, **overrides: Any) -> YOLO:
     """Python API: prune and fine-tune; returns the pruned model as a YOLO object (its weights are pruned.pt).
 
     >>> pruned = yolo_optim.prune("best.pt", data="data.yaml", ratio=0.5, target="flops", epochs=9)
@@ -198,6 +202,6 @@ def prune(model: Any = None, data: str | Path | None = None, **overrides: Any) -
     return yolo
 
 
-def validate_source(model: nn.Module, data: str, cfg: "PruneConfig") -> float:
+def validate_source(model: nn.Module, data: str, cfg: PruneConfig) -> float:
     return primary_map(val_map(model, data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers),
                        getattr(model, "task", "detect"))

@@ -6,8 +6,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
 import yaml
+from torch import nn
 
 from ..errors import OptimError
 
@@ -68,8 +68,8 @@ def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, dev
     from ultralytics.utils import LOGGER
 
     task = getattr(model, "task", "detect")
-    args = dict(data=str(data), imgsz=imgsz, batch=batch, device=device, workers=workers, plots=False,
-                verbose=False, save_json=False, task=task, split="val")
+    args = {"data": str(data), "imgsz": imgsz, "batch": batch, "device": device, "workers": workers, "plots": False,
+            "verbose": False, "save_json": False, "task": task, "split": "val"}
     validator = validator_class(task)(args=args)
     level = LOGGER.level
     LOGGER.setLevel(40)  # the per-class table is noise here; the caller reports the figure it needs

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 
@@ -187,7 +188,7 @@ def _tracing_mode(model: nn.Module) -> Iterator[None]:
     was = {m: m.training for m in model.modules()}
     model.eval()
     for m in model.modules():
-        if hasattr(m, "semseg") and getattr(m, "semseg") is not None:  # YOLO26 seg: semantic branch trains on P3
+        if hasattr(m, "semseg") and m.semseg is not None:  # YOLO26 seg: semantic branch trains on P3
             m.training = True  # only this module's flag: its BatchNorms stay in eval and keep their statistics
     try:
         yield
@@ -272,7 +273,7 @@ class PruningGraph:
 
     def _name(self, m: nn.Module) -> str:
         name = self._names.get(m, "?")
-        return name[:-5] if name.endswith(".conv") else name
+        return name.removesuffix(".conv")
 
     def channels(self, group: ChannelGroup) -> int:
         return int(self.DG.get_pruner_of_module(group.root).get_out_channels(group.root))

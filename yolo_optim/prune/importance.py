@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 from .graph import PruningGraph
@@ -74,7 +74,7 @@ def _loss_batches(model: nn.Module, data: str | Path, imgsz: int, batches: int, 
     from ultralytics.utils import DEFAULT_CFG
 
     info = check_det_dataset(str(data))
-    cfg = get_cfg(DEFAULT_CFG, dict(imgsz=imgsz, task=getattr(model, "task", "detect"), seed=seed, plots=False))
+    cfg = get_cfg(DEFAULT_CFG, {"imgsz": imgsz, "task": getattr(model, "task", "detect"), "seed": seed, "plots": False})
     stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
     ds = build_yolo_dataset(cfg, info["train"], batch, info, mode="val", stride=stride)
     loader = build_dataloader(ds, batch, workers=0, shuffle=True, device="cpu")

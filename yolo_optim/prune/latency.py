@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 
@@ -67,7 +67,7 @@ def measure_latency(model: nn.Module, goal: LatencyGoal, imgsz: int, data: str |
 
     with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
         ckpt = write_checkpoint(model, Path(tmp) / "candidate.pt", {}, {"candidate": True})
-        extra = dict(guard="off", calib_images=32) if goal.target.precision == "int8" else {}
+        extra = {"guard": "off", "calib_images": 32} if goal.target.precision == "int8" else {}
         result = export(str(ckpt), target=goal.target.runtime, precision=goal.target.precision, data=data,
                         imgsz=imgsz, project=tmp, name="export", exist_ok=True, **extra)
         runner = get_backend(goal.target.backend).load_runner(result.path)

@@ -12,17 +12,18 @@ Use them from plain Ultralytics too:  YOLO("pruned.pt").train(trainer=PrunedDete
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 
 # Defaults that suit a pruned, already-trained model: a smaller learning rate than training from scratch and
 # almost no warm-up (a long warm-up would spend the short budget re-learning what the model already knows).
-FINETUNE_DEFAULTS = dict(optimizer="AdamW", lr0=0.001, lrf=0.1, warmup_epochs=0.5, cos_lr=False)
+FINETUNE_DEFAULTS = {"optimizer": "AdamW", "lr0": 0.001, "lrf": 0.1, "warmup_epochs": 0.5, "cos_lr": False}
 
 
 class PrunedModelMixin:
@@ -58,8 +59,9 @@ class PrunedModelMixin:
         masks = self._masks_on_device()
         if masks:
             for name, p in model.named_parameters():
-                if name in masks and p.grad is not None:
-                    p.grad.mul_(masks[name])
+                mask = masks.get(_student_name(name))
+                if mask is not None and p.grad is not None:
+                    p.grad.mul_(mask)
         super().optimizer_step()  # type: ignore[misc]
         if masks:  # weight decay and EMA must not revive pruned weights either
             with torch.no_grad():
@@ -67,8 +69,9 @@ class PrunedModelMixin:
                     if net is None:
                         continue
                     for name, p in net.named_parameters():
-                        if name in masks:
-                            p.mul_(masks[name].to(p.dtype))
+                        mask = masks.get(_student_name(name))
+                        if mask is not None:
+                            p.mul_(mask.to(p.dtype))
 
     def _masks_on_device(self) -> dict[str, torch.Tensor]:
         if not self.weight_masks:
@@ -79,6 +82,11 @@ class PrunedModelMixin:
             cache = {k: v.to(device) for k, v in self.weight_masks.items()}
             self._device_masks = cache
         return cache
+
+
+def _student_name(name: str) -> str:
+    """Parameter name in the pruned model, also when the trainer wrapped it for distillation."""
+    return name.removeprefix("student_model.")
 
 
 def _base_trainers() -> dict[str, type]:
@@ -128,7 +136,9 @@ def finetune(weights: str | Path, data: str | Path, epochs: int, out_dir: Path, 
         yolo = YOLO(str(last))
         yolo.train(trainer=trainer, resume=True)
     else:
-        args = {**FINETUNE_DEFAULTS, **(train_args or {})}
+        # one optimizer step per batch: fine-tuning runs few epochs, and Ultralytics' nominal batch of 64 would
+        # accumulate several small batches per step and leave the pruned model too few updates to recover
+        args = {**FINETUNE_DEFAULTS, "nbs": batch, **(train_args or {})}
         yolo = YOLO(str(weights))
         yolo.train(trainer=trainer, data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                    workers=workers, seed=seed, deterministic=True, project=str(out_dir.parent), name=out_dir.name,
@@ -142,6 +152,6 @@ def _unfinished(last: Path) -> bool:
         return False
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)  # written by our own run
-    except Exception:  # killed while writing
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):  # killed while writing
         return False
     return isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and ckpt.get("epoch", -1) >= 0

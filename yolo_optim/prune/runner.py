@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from .. import __version__
 from ..paths import write_json_atomic
@@ -25,7 +25,7 @@ LOG = logging.getLogger("yolo_optim.prune")
 
 def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, save_dir: Path,
             train_args: dict[str, Any], sha: str, measure: str, goal: LatencyGoal | None,
-            ratios: tuple[float, ...]) -> tuple[nn.Module, dict[str, Any]]:
+            ratios: tuple[float, ...], teacher: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Prune (and fine-tune) per `cfg`; returns the final module and the metadata to record."""
     state_path = save_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -36,13 +36,14 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
         state["map_before"] = primary_map(val_map(prepared, data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers),
                                           task)
         write_json_atomic(state_path, state)
-    ctx = Context(cfg, data, save_dir, train_args, state["map_before"], prune_fn=lambda m, r: (m, {}), state=state)
+    ctx = Context(cfg, data, save_dir, train_args, state["map_before"], prune_fn=lambda m, r: (m, {}), state=state,
+                  teacher=teacher if teacher and teacher.endswith(".pt") else None)
     size_imgsz = cfg.imgsz
     before = model_size(prepared, size_imgsz)
     meta: dict[str, Any] = {"yolo_optim": __version__, "kind": cfg.kind, "method": cfg.method,
                             "allocation": cfg.allocation, "target": cfg.target, "ratio": cfg.ratio,
                             "round_to": cfg.round_to, "max_layer_ratio": cfg.max_layer_ratio, "steps": cfg.steps,
-                            "epochs": cfg.epochs, "task": task}
+                            "epochs": cfg.epochs, "task": task, "distilled": bool(cfg.distill and ctx.teacher)}
     if cfg.kind == "weight":
         ctx.prune_fn = lambda m, r: _sparsify_step(cfg, m, r)
         ctx.masks_fn = masks_of

@@ -9,11 +9,12 @@ state.json records what is finished, so a killed run continues from its last sav
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from ..paths import write_json_atomic
 from .checkpoint import write_checkpoint
@@ -35,6 +36,7 @@ class Context:
     reference_map: float  # source mAP50-95 on the val split
     prune_fn: Callable[[nn.Module, float], tuple[nn.Module, dict[str, Any]]]
     masks_fn: Callable[[nn.Module], dict[str, Any] | None] = lambda m: None  # weight masks kept while training
+    teacher: str | None = None  # the unpruned source checkpoint, for distillation
     state: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,7 +49,10 @@ class Context:
 
 def _train_args(ctx: Context) -> dict[str, Any]:
     c = ctx.cfg
-    return dict(optimizer=c.optimizer, lr0=c.lr0, warmup_epochs=c.warmup_epochs)
+    args = {"optimizer": c.optimizer, "lr0": c.lr0, "warmup_epochs": c.warmup_epochs}
+    if c.distill and ctx.teacher:  # Ultralytics' own distillation; its projector maps pruned to original widths
+        args["distill_model"] = ctx.teacher
+    return args
 
 
 def _finetune(ctx: Context, model: nn.Module, folder: Path, epochs: int, meta: dict[str, Any],

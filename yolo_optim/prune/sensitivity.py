@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch.nn as nn
+from torch import nn
 
 from ..paths import write_text_atomic
 from .allocate import round_keep

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 from .allocate import GroupInfo, allocate, search_level, search_prefix

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 
 def split_conv(conv: nn.Module, ranges: list[tuple[int, int]]) -> list[nn.Module]:

@@ -13,7 +13,7 @@ import zlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from ..errors import OptimError
 
@@ -32,12 +32,12 @@ class SparsityReport:
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """Conv/linear weights except fixed decoders (DFL) and frozen ones; keyed by parameter name."""
+    """Conv/linear weights except the fixed DFL decoder; keyed by parameter name."""
     out = {}
     for name, m in model.named_modules():
         if type(m).__name__ == "DFL":
             continue
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad and m.weight.numel() > 1:
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.numel() > 1:
             if any(type(p).__name__ == "DFL" for p in _ancestors(model, name)):
                 continue
             out[f"{name}.weight" if name else "weight"] = m.weight

@@ -1,0 +1,196 @@
+"""Pruning figures on the demo baseline: mAP after a short fine-tune and OpenVINO latency, side by side.
+
+    python scripts/bench_prune.py [--out runs/bench_prune] [--epochs 9] [--quick]
+
+Rows (FLOPs removed 50% for the method comparison; 25/50/70% of the FLOPs kept for the table):
+  default (importance l2, global ranking), l1 + uniform, random + uniform.
+Each row is a real `yolo-optim prune` run (fine-tuned for --epochs, <= 30% of the baseline's 30 epochs), saved as
+soon as it finishes; a rerun skips finished rows and resumes an interrupted one. Latency: every model exported with
+yolo_optim.export and timed with the benchmark's harness (yolo_optim.bench.latency), raw inference at batch 1, in
+interleaved rounds (min of the per-round medians, so another process stealing the shared CPU in one round does not
+decide the figure), under /tmp/yolo_optim_timing.lock. Accuracy: Ultralytics validator on the whole val split at
+256 px. Everything lands in <out>/results.json and <out>/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = {
+    "default": {},  # the `prune:` defaults of cfg/default.yaml
+    "l1-uniform": {"method": "l1", "allocation": "uniform"},
+    "random-uniform": {"method": "random", "allocation": "uniform"},
+}
+# (method, fraction of FLOPs removed); the first three are the side-by-side comparison at 50% of the FLOPs
+ROWS = [("default", 0.5), ("l1-uniform", 0.5), ("random-uniform", 0.5), ("default", 0.75), ("default", 0.3),
+        ("l1-uniform", 0.75), ("l1-uniform", 0.3)]
+
+
+@contextlib.contextmanager
+def timing_lock() -> Iterator[None]:
+    with open("/tmp/yolo_optim_timing.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {"rows": {}, "latency": {}}
+
+
+def save(results: dict[str, Any], path: Path) -> None:
+    from yolo_optim.paths import write_json_atomic
+
+    write_json_atomic(path, results)
+
+
+def prune_row(method: str, removed: float, base: Path, data: Path, out: Path, epochs: int) -> dict[str, Any]:
+    from yolo_optim.config import make_config
+    from yolo_optim.prune.api import run_prune
+
+    name = f"{method}-{round(removed * 100)}"
+    run = out / "runs" / name
+    if not (run / "pruned.pt").exists():
+        resume = (run / "state.json").exists()
+        cfg = make_config("prune", {"model": str(base), "data": str(data), "target": "flops", "ratio": removed,
+                                    "epochs": epochs, "imgsz": 256, "batch": 8, "project": str(out / "runs"), "name": name,
+                                    "resume": resume, **METHODS[method]})
+        run_prune(cfg)
+    meta = json.loads((run / "prune.json").read_text())
+    return {"name": name, "method": method, "importance": meta["method"], "allocation": meta["allocation"],
+            "flops_removed": round(meta["removed"], 4), "flops_kept": round(1 - meta["removed"], 4),
+            "gflops_256": meta["size"]["gflops_after"], "params": meta["size"]["params_after"],
+            "map_before": meta["metrics"]["map_before"], "map_after": meta["metrics"]["map_after"],
+            "drop_points": round(100 * (meta["metrics"]["map_before"] - meta["metrics"]["map_after"]), 2),
+            "epochs": epochs, "seconds": meta.get("seconds"), "weights": str(run / "pruned.pt")}
+
+
+def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: Path,
+                    rounds: int = 3) -> dict[str, dict[str, float]]:
+    """{model: {"<precision>@<imgsz>": median ms}} with interleaved rounds (min over rounds)."""
+    import numpy as np
+
+    from yolo_optim.bench.latency import TimingPlan, time_callable
+    from yolo_optim.export import export
+    from yolo_optim.export.base import get_backend
+
+    backend = get_backend("openvino")
+    plan = TimingPlan(warmup=10, runs=60, seconds=6)
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-prune-") as tmp:
+        for precision, imgsz in cases:
+            runners, executed = {}, {}
+            for label, weights in models.items():
+                kw = {"data": str(data), "calib_images": 200, "guard": "off"} if precision == "int8" else {}
+                r = export(weights, target="openvino-cpu", precision=precision, imgsz=imgsz,
+                           project=tmp, name=f"{label}-{precision}-{imgsz}", exist_ok=True, **kw)
+                runners[label] = backend.load_runner(r.path)
+                executed[label] = runners[label].executed_precision
+            x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+            best = {k: float("inf") for k in runners}
+            with timing_lock():
+                for _ in range(rounds):
+                    for label, run in runners.items():
+                        best[label] = min(best[label], time_callable(lambda run=run, x=x: run(x), plan).median_ms)
+            for label in runners:
+                out.setdefault(label, {})[f"{precision}@{imgsz}"] = round(best[label], 3)
+                out[label][f"{precision}@{imgsz}:executed"] = executed[label]
+            print(f"latency {precision}@{imgsz}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in best.items()),
+                  flush=True)
+    return out
+
+
+def report(results: dict[str, Any], path: Path) -> None:
+    rows = results["rows"]
+    lat = results["latency"]
+    base = results["baseline"]
+    lines = [f"# Pruning on the demo baseline ({results['environment']})", "",
+             (f"Baseline yolo11n: mAP50-95 {base['map'] * 100:.2f} at 256 px, {base['gflops_256']:.3f} GFLOPs at "
+              f"256 px, {base['params']:,} params. Fine-tune: {results['epochs']} epochs. Latency: OpenVINO CPU, "
+              "raw inference, batch 1, median ms (min over interleaved rounds)."), "",
+             ("| model | FLOPs kept | params | mAP50-95 | drop (points) | fp32@640 ms | speed-up | fp32@256 ms "
+              "| speed-up | bf16@640 | int8@640 |"), "|" + "---|" * 11]
+
+    def cell(label: str, key: str) -> str:
+        v = lat.get(label, {}).get(key)
+        return f"{v:.2f}" if isinstance(v, (int, float)) else "-"
+
+    def speed(label: str, key: str) -> str:
+        v, b = lat.get(label, {}).get(key), lat.get("baseline", {}).get(key)
+        return f"{b / v:.2f}x" if isinstance(v, (int, float)) and isinstance(b, (int, float)) else "-"
+
+    lines.append(f"| baseline | 100% | {base['params']:,} | {base['map'] * 100:.2f} | 0 | {cell('baseline', 'fp32@640')}"
+                 f" | 1.00x | {cell('baseline', 'fp32@256')} | 1.00x | {cell('baseline', 'bf16@640')} | "
+                 f"{cell('baseline', 'int8@640')} |")
+    for name, r in sorted(rows.items(), key=lambda kv: (-kv[1]["flops_kept"], kv[0])):
+        lines.append(f"| {name} ({r['importance']}, {r['allocation']}) | {r['flops_kept']:.1%} | {r['params']:,} | "
+                     f"{r['map_after'] * 100:.2f} | {r['drop_points']:.2f} | {cell(name, 'fp32@640')} | "
+                     f"{speed(name, 'fp32@640')} | {cell(name, 'fp32@256')} | {speed(name, 'fp32@256')} | "
+                     f"{cell(name, 'bf16@640')} ({speed(name, 'bf16@640')}) | {cell(name, 'int8@640')} "
+                     f"({speed(name, 'int8@640')}) |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="runs/bench_prune")
+    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--quick", action="store_true", help="one row, one epoch: a smoke test of the script")
+    args = ap.parse_args()
+    from yolo_optim.config import make_config
+    from yolo_optim.data.baseline import baseline_result
+    from yolo_optim.prune.evaluate import primary_map, val_map
+    from yolo_optim.prune.measure import model_size
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    results = load(results_path)
+    base = baseline_result(make_config("baseline"))
+    results.update(epochs=args.epochs, environment=f"{platform.processor() or platform.machine()}, "
+                   f"{__import__('os').cpu_count()} CPUs", baseline_weights=str(base.weights))
+    if "baseline" not in results:
+        from ultralytics import YOLO
+
+        module = YOLO(str(base.weights)).model
+        size = model_size(module, 256)
+        results["baseline"] = {"map": primary_map(val_map(module, base.data, 256), "detect"),
+                               "gflops_256": size.gflops, "params": size.params}
+        save(results, results_path)
+    rows = ROWS[:1] if args.quick else ROWS
+    for method, removed in rows:
+        t0 = time.time()
+        row = prune_row(method, removed, base.weights, base.data, out, 1 if args.quick else args.epochs)
+        results["rows"][row["name"]] = row
+        save(results, results_path)
+        print(f"row {row['name']}: FLOPs kept {row['flops_kept']:.1%}, mAP50-95 {row['map_after']:.4f} "
+              f"(drop {row['drop_points']:.2f} points) [{time.time() - t0:.0f} s]", flush=True)
+    models = {"baseline": str(base.weights), **{k: v["weights"] for k, v in results["rows"].items()}}
+    cases = [("fp32", 640), ("fp32", 256)]
+    results["latency"] = measure_latency(models, cases, base.data)
+    save(results, results_path)
+    head = {k: models[k] for k in ("baseline", "default-50") if k in models}
+    for label, values in measure_latency(head, [("bf16", 640), ("int8", 640)], base.data).items():
+        results["latency"].setdefault(label, {}).update(values)
+    save(results, results_path)
+    report(results, out / "results.md")
+    print((out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
