@@ -7,7 +7,8 @@
 4. spread: run-to-run spread of one row: min-max of the median latency over --repeats fresh measurements.
 
 The harness and the vendor tool are interleaved (ours, theirs, ours, theirs, ...) and compared pair by pair, so a
-change in machine load hits both sides of a pair alike; the reported ratio is the median of the pair ratios. Run it alone on the machine:
+change in machine load hits both sides of a pair alike; the reported ratio is the median of the pair ratios. Both
+are fed the same pre-processed frame. Run it alone on the machine:
 
     flock /tmp/yolo_optim_timing.lock python scripts/bench_honesty.py --imgsz 640 --out honesty.json
 

@@ -204,3 +204,34 @@ def test_uniform_random_and_global_allocations_differ_but_all_meet_the_target() 
         kept[(method, allocation)] = r.channels
     assert kept[("l1", "uniform")] == kept[("random", "uniform")]  # same widths, different channels chosen
     assert kept[("l2", "global")] != kept[("l1", "uniform")]
+
+
+def test_sensitivity_allocation_prunes_insensitive_groups_first() -> None:
+    from yolo_optim.prune.allocate import GroupInfo, allocate, search_level
+
+    flat = ((0.25, 0.001), (0.5, 0.002), (0.75, 0.004))  # barely hurts
+    steep = ((0.25, 0.02), (0.5, 0.08), (0.75, 0.3))  # hurts a lot
+    groups = [GroupInfo("robust", 64, torch.rand(64), 1.0, flat), GroupInfo("fragile", 64, torch.rand(64), 1.0, steep)]
+    keep = allocate("sensitivity", 0.3, groups, round_to=8)
+    assert keep["robust"] < keep["fragile"]
+    previous = {"robust": 64, "fragile": 64}
+    for level in (0.1, 0.3, 0.5, 0.7, 0.9, 1.0):  # monotone in the level, so bisection finds targets
+        k = allocate("sensitivity", level, groups, round_to=8)
+        assert all(k[n] <= previous[n] for n in k) and all(v % 8 == 0 for v in k.values())
+        previous = k
+
+    def removed(level: float) -> float:
+        k = allocate("sensitivity", level, groups, round_to=8)
+        return 1 - sum(k.values()) / 128
+
+    _, level, got = search_level(removed, 0.4)
+    assert 0.4 <= got <= 0.5  # one rounding step; prune_step closes the rest group by group
+
+
+def test_round_keep_respects_round_to_and_limits() -> None:
+    from yolo_optim.prune.allocate import round_keep
+
+    assert round_keep(37.0, 64, 8, 0.8) == 40
+    assert round_keep(1.0, 64, 8, 0.8) == 16  # at most 80% removed, rounded up to a multiple of 8
+    assert round_keep(60.0, 64, 16, 0.8) == 64  # rounds back to no pruning
+    assert round_keep(3.0, 8, 8, 0.8) == 8  # a group no wider than round_to is never pruned

@@ -209,3 +209,36 @@ def test_checkpoint_without_training_arguments_is_refused(tiny_model: Path, demo
     r = _cli(f"model={bare}", f"data={demo_data}", f"imgsz={IMGSZ}", f"project={tmp_path / 'p'}", cwd=tmp_path)
     assert r.returncode == 2 and "no training arguments" in r.stderr
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_sensitivity_allocation_writes_table_and_plot(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "epochs=0", "ratio=0.3",
+             "allocation=sensitivity", "sensitivity_ratios=0.5", "sensitivity_images=4", "calib_batches=2",
+             f"project={tmp_path}", "name=s", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "s"
+    rows = (run / "sensitivity.csv").read_text().splitlines()
+    assert rows[0].startswith("group,channels,ratio,kept,map,loss,macs_saved") and len(rows) > 40
+    assert (run / "sensitivity.png").stat().st_size > 10_000
+    assert json.loads((run / "prune.json").read_text())["allocation"] == "sensitivity"
+
+
+@pytest.mark.slow
+def test_latency_target_is_met_as_measured(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.latency import measure_latency, parse_target
+    from yolo_optim.prune.structured import prepare
+
+    goal, _ = parse_target("latency:openvino-cpu:1000ms")
+    source_ms = measure_latency(prepare(YOLO(str(tiny_model)).model)[0], goal, 320)
+    wanted = round(source_ms * 0.75, 2)
+    r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "epochs=0",
+             f"target=latency:openvino-cpu:{wanted}ms", "latency_imgsz=320", f"project={tmp_path}", "name=l",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "l" / "prune.json").read_text())
+    assert meta["latency_goal_ms"] == wanted and meta["removed"] > 0.05
+    got = measure_latency(YOLO(str(tmp_path / "l" / "pruned.pt")).model, goal, 320)
+    assert got <= wanted * 1.15, f"{got:.2f} ms measured for a {wanted} ms goal (source {source_ms:.2f} ms)"

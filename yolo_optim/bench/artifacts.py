@@ -7,19 +7,17 @@ written into a temporary folder and renamed into the cache only when complete, s
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import OptimError
 from ..export.base import Target, get_backend
-from ..paths import atomic_dir, cache_dir
+from ..paths import atomic_dir, cache_dir, file_lock
 
 QUANTIZED = ("int8", "int8w")
 # export settings that never change an artifact's content (the source is keyed by its hash, not its path)
@@ -81,7 +79,7 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
     name = f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
     folder = (root or cache_dir() / "artifacts") / name
     record = folder / "artifact.json"
-    with _locked(folder.with_name(f".{name}.lock")):  # two benchmarks on one machine export an artifact once
+    with file_lock(folder.with_name(f".{name}.lock")):  # two benchmarks on one machine export an artifact once
         if record.is_file():
             path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
             if path.exists():
@@ -97,17 +95,6 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
             (tmp / "artifact.json").write_text(json.dumps({"artifact": str(rel), "key": key}, indent=2),
                                                encoding="utf-8")
     return folder / rel, False
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def size_on_disk_mb(path: str | Path) -> float:

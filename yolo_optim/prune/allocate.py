@@ -103,20 +103,24 @@ def _loss_at(curve: tuple[tuple[float, float], ...], r: float) -> float:
 
 
 def _sensitivity(level: float, groups: list[GroupInfo]) -> dict[str, float]:
-    if any(not g.loss_curve for g in groups):
-        raise OptimError("allocation=sensitivity needs the sensitivity table; run it with sensitivity analysis on")
+    if not any(g.loss_curve for g in groups):
+        raise OptimError("allocation=sensitivity found no measured group in the sensitivity table; lower round_to "
+                         "or give sensitivity_ratios that remove at least one round_to step")
     if level <= 0:
         return {g.name: float(g.channels) for g in groups}
     if level >= 1:
         return {g.name: g.channels * (1 - g.limit) for g in groups}
     total = sum(g.cost * g.channels for g in groups) or 1.0
     # scale lambda so level 0.5 weighs the mean loss per unit of saving equally against that saving
-    slopes = [max(_loss_at(g.loss_curve, 0.5), 1e-6) / (0.5 * g.cost * g.channels / total) for g in groups]
+    # a group the analysis could not prune at any measured ratio (too narrow for round_to) counts as very costly
+    curves = {g.name: g.loss_curve or ((1.0, 1.0),) for g in groups}
+    slopes = [max(_loss_at(curves[g.name], 0.5), 1e-6) / (0.5 * g.cost * g.channels / total) for g in groups]
     lam = math.tan(level * math.pi / 2) * (sum(slopes) / len(slopes))
     out = {}
     for g in groups:
         grid = [r for r in _GRID if r <= g.limit + 1e-9]
-        best_r = max(grid, key=lambda r: lam * r * g.cost * g.channels / total - _loss_at(g.loss_curve, r))
+        curve = curves[g.name]
+        best_r = max(grid, key=lambda r: lam * r * g.cost * g.channels / total - _loss_at(curve, r))
         out[g.name] = g.channels * (1 - best_r)
     return out
 

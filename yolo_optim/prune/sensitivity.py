@@ -114,7 +114,7 @@ def plot_table(rows: list[SensitivityRow], path: Path) -> Path | None:
     grid = np.full((len(groups), len(ratios)), np.nan)
     for r in rows:
         grid[groups.index(r.group), ratios.index(round(r.ratio, 4))] = r.loss * 100
-    fig, ax = plt.subplots(figsize=(2 + 1.2 * len(ratios), 1.5 + 0.18 * len(groups)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2 + 1.2 * len(ratios)), 1.5 + 0.18 * len(groups)))
     im = ax.imshow(grid, aspect="auto", cmap="magma_r")
     ax.set_xticks(range(len(ratios)), [f"{r:.0%}" for r in ratios])
     ax.set_yticks(range(len(groups)), groups, fontsize=6)
