@@ -235,3 +235,26 @@ def test_round_keep_respects_round_to_and_limits() -> None:
     assert round_keep(1.0, 64, 8, 0.8) == 16  # at most 80% removed, rounded up to a multiple of 8
     assert round_keep(60.0, 64, 16, 0.8) == 64  # rounds back to no pruning
     assert round_keep(3.0, 8, 8, 0.8) == 8  # a group no wider than round_to is never pruned
+
+
+@pytest.mark.parametrize("arch", ["yolo11n-seg.yaml", "yolo26n-seg.yaml", "yolo26n-pose.yaml", "yolov8n-obb.yaml",
+                                  "yolov8n-ghost.yaml"])
+def test_other_tasks_and_families_keep_their_outputs(arch: str) -> None:
+    """Masks, protos (and YOLO26's training-only semantic branch), keypoints and angles keep their shapes."""
+    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+
+    prepared, _ = prepare(_model(arch))
+    result = prune_step(prepared, StepSpec(removed=0.4, imgsz=64), size_of(prepared, "flops", 64),
+                        group_widths(prepared))
+    assert 0.4 <= result.removed <= 0.43 and result.channels
+    x = torch.rand(1, 3, 64, 64)
+    assert [t.shape for t in _outputs(prepared, x)] == [t.shape for t in _outputs(result.model, x)]
+    result.model.train()
+    train_out = result.model(torch.rand(2, 3, 64, 64))
+    prepared.train()
+    from yolo_optim.prune.graph import raw_outputs
+
+    assert [t.shape for t in raw_outputs(train_out)][:3] != [] and len(raw_outputs(train_out)) == len(
+        raw_outputs(prepared(torch.rand(2, 3, 64, 64))))
+    if "ghost" in arch:
+        assert any("GhostConv" in why for why in result.whole.values())

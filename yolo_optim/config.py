@@ -121,6 +121,7 @@ class PruneConfig(CommonConfig):
     round_to: int = key(ge=1)  # channel multiple
     max_layer_ratio: float = key(gt=0, lt=1)  # most a layer may lose
     sensitivity_ratios: str  # comma list of ratios
+    sensitivity_table: str | None  # reuse an earlier sensitivity.csv
     sensitivity_images: int = key(ge=0)  # val images for sensitivity
     calib_batches: int = key(ge=0)  # BatchNorm re-estimation batches
     taylor_batches: int = key(gt=0)  # batches for Taylor scores

@@ -80,6 +80,9 @@ def run_prune(cfg: PruneConfig) -> PruneResult:
     goal, measure = parse_target(cfg.target)
     _check_combination(cfg, goal, measure)
     ratios = _ratios(cfg.sensitivity_ratios)
+    if cfg.sensitivity_table and not Path(cfg.sensitivity_table).is_file():
+        raise OptimError(f"sensitivity_table={cfg.sensitivity_table} does not exist; give the sensitivity.csv of an "
+                         "earlier run or leave it empty")
     model_path, data = resolve_model_and_data(cfg)
     module, train_args, sha, source = load_source(model_path)
     if type(module).__name__ not in PRUNABLE_MODELS:

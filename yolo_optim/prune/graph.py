@@ -27,7 +27,7 @@ from ..errors import OptimError
 # residual adds: Torch-Pruning follows them exactly. Everything else is traced as an opaque node.
 TRANSPARENT = frozenset({
     # ultralytics.nn.modules.conv
-    "Conv", "Conv2", "LightConv", "DWConv", "DWConvTranspose2d", "ConvTranspose", "Focus", "GhostConv", "RepConv",
+    "Conv", "Conv2", "LightConv", "DWConv", "DWConvTranspose2d", "ConvTranspose", "Focus", "RepConv",
     "ChannelAttention", "Concat", "Index",
     # ultralytics.nn.modules.block
     "Proto", "Proto26", "HGStem", "HGBlock", "SPP", "SPPF", "C1", "C3", "C3x", "RepC3", "C3Ghost", "GhostBottleneck",
@@ -38,8 +38,11 @@ TRANSPARENT = frozenset({
     # ultralytics.nn.tasks
     "DetectionModel", "SegmentationModel", "PoseModel", "OBBModel",
 })
-# Deliberately opaque even though Ultralytics: attention views its channels as (heads, head_dim) from x.shape.
+# Deliberately opaque even though Ultralytics: attention views its channels as (heads, head_dim) from x.shape;
+# GhostConv concatenates y with a depthwise copy of y, which ties channel i to channel i + c/2 in a way the
+# dependency graph does not see.
 ATTENTION = frozenset({"Attention", "AAttn", "MaxSigmoidAttnBlock", "TransformerLayer", "TransformerBlock"})
+COUPLED = frozenset({"GhostConv"})
 _TORCH_PRIMITIVES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Sequential, nn.ModuleList, nn.Identity,
                      nn.Upsample, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.ZeroPad2d)
 _TORCH_ACTIVATION_MODULE = "torch.nn.modules.activation"
@@ -147,6 +150,8 @@ def opaque_modules(model: nn.Module) -> dict[str, str]:
             cls = type(child).__name__
             if cls in ATTENTION:
                 found[full] = f"{cls}: attention heads are kept whole (channels are viewed as heads)"
+            elif cls in COUPLED:
+                found[full] = f"{cls}: its two halves are coupled channel by channel, kept whole"
             elif cls in TRANSPARENT or isinstance(child, _TORCH_PRIMITIVES) \
                     or type(child).__module__ == _TORCH_ACTIVATION_MODULE:
                 visit(child, full)
@@ -183,18 +188,26 @@ def _stand_ins(model: nn.Module, names: dict[str, str]) -> Iterator[dict[str, Op
 
 
 @contextlib.contextmanager
-def _tracing_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode (one-to-one heads see the backbone undetached), with training-only branches switched on."""
+def _restored_modes(model: nn.Module) -> Iterator[None]:
     was = {m: m.training for m in model.modules()}
-    model.eval()
-    for m in model.modules():
-        if hasattr(m, "semseg") and m.semseg is not None:  # YOLO26 seg: semantic branch trains on P3
-            m.training = True  # only this module's flag: its BatchNorms stay in eval and keep their statistics
     try:
         yield
     finally:
         for m, t in was.items():
             m.training = t
+
+
+def _traced_forward(model: nn.Module, x: torch.Tensor) -> Any:
+    """The forward the tracer records: eval mode (one-to-one heads see the backbone undetached), with
+    training-only branches switched on so that pruning also adapts them (YOLO26-seg's semantic branch on P3).
+
+    Only those modules' own flags change: their BatchNorms stay in eval mode and keep their statistics.
+    """
+    model.eval()
+    for m in model.modules():
+        if getattr(m, "semseg", None) is not None:
+            m.training = True
+    return model(x)
 
 
 def raw_outputs(out: Any) -> list[torch.Tensor]:
@@ -206,6 +219,36 @@ def raw_outputs(out: Any) -> list[torch.Tensor]:
     if isinstance(out, (list, tuple)):
         return [t for v in out for t in raw_outputs(v)]
     return []
+
+
+@contextlib.contextmanager
+def _head_branch_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect what the detection head's branches produce, per level, before the head reshapes and decodes it.
+
+    Tracing stops there: the head's `view(b, c, -1)` + `cat` over anchors is not a channel operation, and Torch-Pruning
+    can loop forever on it (seen with the OBB angle branch). Every branch output is a model output for the tracer,
+    so its channels (boxes, classes, DFL bins, masks, keypoints, angles, protos) stay fixed.
+    """
+    collected: list[torch.Tensor] = []
+    layers = getattr(model, "model", None)
+    head = layers[-1] if isinstance(layers, nn.Sequential) and len(layers) else None
+    hooks = []
+    if head is not None and hasattr(head, "nl") and hasattr(head, "stride"):
+        def keep(_m: nn.Module, _i: Any, out: Any) -> None:
+            # `* 1` gives each output its own graph node: the tracer marks a root node as a model output only
+            # when it is not already some layer's result
+            collected.extend(t * 1 for t in _tensors(out))
+
+        for child in head.children():
+            if isinstance(child, nn.ModuleList):
+                hooks += [branch.register_forward_hook(keep) for branch in child]
+            elif type(child).__name__.startswith("Proto"):
+                hooks.append(child.register_forward_hook(keep))
+    try:
+        yield collected
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def example_input(model: nn.Module, imgsz: int | None = None) -> torch.Tensor:
@@ -227,11 +270,12 @@ class PruningGraph:
         for p in model.parameters():
             p.requires_grad_(True)
         x = example_input(model)
-        with _stand_ins(model, self.whole) as stand_ins, _tracing_mode(model), warnings.catch_warnings():
+        with _stand_ins(model, self.whole) as stand_ins, _restored_modes(model), warnings.catch_warnings(), \
+                _head_branch_outputs(model) as branches:
             warnings.simplefilter("ignore")
             self.DG = tp.DependencyGraph().build_dependency(
-                model, x, output_transform=raw_outputs, verbose=False,
-                customized_pruners={OpaqueStandIn: _opaque_pruner()})
+                model, x, forward_fn=_traced_forward, output_transform=lambda out: list(branches) or raw_outputs(out),
+                verbose=False, customized_pruners={OpaqueStandIn: _opaque_pruner()})
             traced = {n for n, s in stand_ins.items() if s in self.DG.module2node}
         # report only what the forward uses and what could have been pruned
         self.whole = {n: r for n, r in self.whole.items() if n in traced and r}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,12 @@ def _sparsify_step(cfg: Any, model: nn.Module, sparsity: float) -> tuple[nn.Modu
 def _sensitivity(cfg: Any, ctx: Context, model: nn.Module, data: str,
                  ratios: tuple[float, ...]) -> dict[str, tuple[tuple[float, float], ...]]:
     folder = ctx.save_dir
+    table = folder / "sensitivity.csv"
+    if cfg.sensitivity_table and not table.exists():
+        shutil.copyfile(cfg.sensitivity_table, table)  # rows measured before are kept; missing ones are measured
     subset = val_subset_yaml(data, cfg.sensitivity_images, folder / "sensitivity_val", cfg.seed) \
         if cfg.sensitivity_images else data
-    rows = analyse(model, subset, cfg.imgsz, ratios, cfg.method, cfg.round_to, folder / "sensitivity.csv",
+    rows = analyse(model, subset, cfg.imgsz, ratios, cfg.method, cfg.round_to, table,
                    cfg.batch, cfg.seed, calibrate=cfg.calib_batches > 0, kind=cfg.kind)
     plot_table(rows, folder / "sensitivity.png")
     return curves(rows)

@@ -177,10 +177,10 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
     goal = spec.removed if target is None else target
     below, level, removed = search_level(removed_at, goal, spec.search_tol, spec.search_iterations)
     keep = keep_at(level)
-    if removed - goal > spec.search_tol:  # close the rounding gap group by group, most expensive groups first
+    if removed - goal > spec.search_tol:  # close the rounding gap group by group, cheapest groups first
         low = keep_at(below)
-        cost = {i.name: i.cost * i.channels for i in infos}
-        diff = sorted((n for n in keep if keep[n] != low[n]), key=lambda n: (-cost[n], n))
+        cost = {i.name: i.cost * (low[i.name] - keep[i.name]) for i in infos}
+        diff = sorted((n for n in keep if keep[n] != low[n]), key=lambda n: (cost[n], n))
 
         def mixed(p: int) -> dict[str, int]:
             return {**low, **{n: keep[n] for n in diff[:p]}}
@@ -188,12 +188,36 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
         p, removed = search_prefix(lambda p: removed_by(mixed(p)), len(diff), goal)
         keep = mixed(p)
     pruned = trial(keep)
+    check_pruned(model, pruned)
     if analytic:
         removed = 1 - size_of(pruned, spec.measure, min(spec.imgsz, 320)) / base_size
     before = {i.name: i.channels for i in infos}
     channels = {n: (before[n], keep[n]) for n in before if keep[n] != before[n]}
     LOG.info("pruned %d groups, %.1f%% of %s removed", len(channels), 100 * removed, spec.measure)
     return StepResult(pruned, removed, level, channels, dict(graph.whole))
+
+
+def check_pruned(original: nn.Module, pruned: nn.Module) -> None:
+    """Refuse a pruned model whose forward fails or whose outputs changed shape: never a silently wrong model."""
+    from .graph import example_input, raw_outputs
+
+    x = example_input(original)
+    try:
+        with torch.no_grad():
+            before = [t.shape for t in raw_outputs(original.eval()(x))]
+            after = [t.shape for t in raw_outputs(pruned.eval()(x))]
+            pruned.train()
+            for m in pruned.modules():  # BatchNorms stay in eval: a check must not change their statistics
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+            pruned(torch.cat([x, x]))  # the training forward (and training-only branches) must run too
+    except RuntimeError as e:
+        raise OptimError(f"internal error: the pruned model does not run ({str(e).splitlines()[0][:160]}); "
+                         "please report it with the model YAML") from None
+    finally:
+        pruned.eval()
+    if before != after:
+        raise OptimError(f"internal error: pruning changed the output shapes {before} -> {after}; please report it")
 
 
 def _analytic(graph: PruningGraph, spec: StepSpec, base_size: float) -> Callable[[dict[str, int]], float]:
