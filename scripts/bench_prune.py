@@ -33,10 +33,11 @@ METHODS = {
     "default": {},  # the `prune:` defaults of cfg/default.yaml
     "l1-uniform": {"method": "l1", "allocation": "uniform"},
     "random-uniform": {"method": "random", "allocation": "uniform"},
+    "l2-global": {"method": "l2", "allocation": "global"},
 }
-# (method, fraction of FLOPs removed); the first three are the side-by-side comparison at 50% of the FLOPs
-ROWS = [("default", 0.5), ("l1-uniform", 0.5), ("random-uniform", 0.5), ("default", 0.75), ("default", 0.3),
-        ("l1-uniform", 0.75), ("l1-uniform", 0.3)]
+# (method, fraction of FLOPs removed); the first rows are the side-by-side comparison at 50% of the FLOPs
+ROWS = [("default", 0.5), ("l1-uniform", 0.5), ("random-uniform", 0.5), ("l2-global", 0.5), ("default", 0.75),
+        ("default", 0.3), ("l1-uniform", 0.75), ("l1-uniform", 0.3), ("l2-global", 0.75)]
 
 
 @contextlib.contextmanager
@@ -67,10 +68,13 @@ def prune_row(method: str, removed: float, base: Path, data: Path, out: Path, ep
     run = out / "runs" / name
     if not (run / "pruned.pt").exists():
         resume = (run / "state.json").exists()
-        cfg = make_config("prune", {"model": str(base), "data": str(data), "target": "flops", "ratio": removed,
-                                    "epochs": epochs, "imgsz": 256, "batch": 8, "project": str(out / "runs"), "name": name,
-                                    "resume": resume, **METHODS[method]})
-        run_prune(cfg)
+        values = {"model": str(base), "data": str(data), "target": "flops", "ratio": removed, "epochs": epochs,
+                  "imgsz": 256, "batch": 8, "project": str(out / "runs"), "name": name, "resume": resume,
+                  **METHODS[method]}
+        table = out / "runs" / "default-50" / "sensitivity.csv"  # one sensitivity analysis serves every ratio
+        if make_config("prune", values).allocation == "sensitivity" and table.exists() and name != "default-50":
+            values["sensitivity_table"] = str(table)
+        run_prune(make_config("prune", values))
     meta = json.loads((run / "prune.json").read_text())
     return {"name": name, "method": method, "importance": meta["method"], "allocation": meta["allocation"],
             "flops_removed": round(meta["removed"], 4), "flops_kept": round(1 - meta["removed"], 4),
@@ -78,6 +82,23 @@ def prune_row(method: str, removed: float, base: Path, data: Path, out: Path, ep
             "map_before": meta["metrics"]["map_before"], "map_after": meta["metrics"]["map_after"],
             "drop_points": round(100 * (meta["metrics"]["map_before"] - meta["metrics"]["map_after"]), 2),
             "epochs": epochs, "seconds": meta.get("seconds"), "weights": str(run / "pruned.pt")}
+
+
+def control_row(base: Path, data: Path, out: Path, epochs: int) -> dict[str, Any]:
+    """The unpruned baseline fine-tuned with the same recipe: how much of a row's mAP is just more training."""
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.evaluate import primary_map, val_map
+    from yolo_optim.prune.measure import model_size
+    from yolo_optim.prune.retrain import finetune
+
+    weights = finetune(base, data, epochs, out / "runs" / "baseline-ft", 256, 8, resume=True)
+    module = YOLO(str(weights)).model
+    size = model_size(module, 256)
+    return {"name": "baseline-ft", "method": "no pruning", "importance": "-", "allocation": "-",
+            "flops_removed": 0.0, "flops_kept": 1.0, "gflops_256": size.gflops, "params": size.params,
+            "map_after": primary_map(val_map(module, data, 256), "detect"), "epochs": epochs,
+            "weights": str(weights)}
 
 
 def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: Path,
@@ -180,7 +201,15 @@ def main() -> None:
         save(results, results_path)
         print(f"row {row['name']}: FLOPs kept {row['flops_kept']:.1%}, mAP50-95 {row['map_after']:.4f} "
               f"(drop {row['drop_points']:.2f} points) [{time.time() - t0:.0f} s]", flush=True)
-    models = {"baseline": str(base.weights), **{k: v["weights"] for k, v in results["rows"].items()}}
+    if not args.quick and "baseline-ft" not in results["rows"]:
+        row = control_row(base.weights, base.data, out, args.epochs)
+        row["drop_points"] = round(100 * (results["baseline"]["map"] - row["map_after"]), 2)
+        row["map_before"] = results["baseline"]["map"]
+        results["rows"]["baseline-ft"] = row
+        save(results, results_path)
+        print(f"row baseline-ft (no pruning, {args.epochs} more epochs): mAP50-95 {row['map_after']:.4f}", flush=True)
+    models = {"baseline": str(base.weights),
+              **{k: v["weights"] for k, v in results["rows"].items() if k != "baseline-ft"}}
     cases = [("fp32", 640), ("fp32", 256)]
     results["latency"] = measure_latency(models, cases, base.data)
     save(results, results_path)

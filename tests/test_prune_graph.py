@@ -237,11 +237,17 @@ def test_round_keep_respects_round_to_and_limits() -> None:
     assert round_keep(3.0, 8, 8, 0.8) == 8  # a group no wider than round_to is never pruned
 
 
-@pytest.mark.parametrize("arch", ["yolo11n-seg.yaml", "yolo26n-seg.yaml", "yolo26n-pose.yaml", "yolov8n-obb.yaml",
-                                  "yolov8n-ghost.yaml"])
+@pytest.mark.parametrize("arch", ["yolo26n-seg.yaml", *(pytest.param(a, marks=pytest.mark.slow) for a in (
+    "yolo11n-seg.yaml", "yolo26n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-ghost.yaml", "yolo12n.yaml"))])
 def test_other_tasks_and_families_keep_their_outputs(arch: str) -> None:
     """Masks, protos (and YOLO26's training-only semantic branch), keypoints and angles keep their shapes."""
-    from yolo_optim.prune.structured import StepSpec, group_widths, prepare, prune_step, size_of
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
 
     prepared, _ = prepare(_model(arch))
     result = prune_step(prepared, StepSpec(removed=0.4, imgsz=64), size_of(prepared, "flops", 64),

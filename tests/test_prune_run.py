@@ -42,7 +42,7 @@ def pruned_run(tiny_model: Path, demo_data: Path, tmp_path_factory: pytest.TempP
     root = tmp_path_factory.mktemp("prune-run")
     before = tiny_model.read_bytes()
     r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "epochs=1", "ratio=0.5",
-             "target=flops", f"project={root}", "name=run", cwd=root)
+             "target=flops", "allocation=global", f"project={root}", "name=run", cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
     assert tiny_model.read_bytes() == before, "the input weights must never be modified"
     return root / "run"
@@ -55,7 +55,8 @@ def test_run_writes_an_ordinary_checkpoint_with_metadata(pruned_run: Path, tiny_
     assert weights.exists() and (pruned_run / "prune.json").exists()
     ckpt = torch.load(weights, map_location="cpu", weights_only=False)
     meta = ckpt["prune"]
-    assert meta["method"] == "l2" and meta["kind"] == "structured" and meta["target"] == "flops"
+    assert meta["method"] == "l2" and meta["allocation"] == "global" and meta["kind"] == "structured"
+    assert meta["target"] == "flops" and meta["distilled"] is True
     assert meta["source_sha256"] == file_sha256(tiny_model)
     assert 0.5 <= meta["removed"] <= 0.53
     assert meta["size"]["params_after"] < meta["size"]["params_before"]
@@ -98,17 +99,18 @@ def test_pruned_model_exports_to_onnx_and_openvino_with_matching_outputs(pruned_
     shutil.copy(pruned_run / "pruned.pt", src)
     model = YOLO(str(src))
     x = torch.rand(1, 3, IMGSZ, IMGSZ)
-    ref = model.model.float().eval()(x)[0].detach().numpy()
+    # exporters fold BatchNorm into the convs: compare with the same folded model, so only the runtimes differ
+    ref = model.model.float().eval().fuse(verbose=False)(x)[0].detach().numpy()
     onnx_path = YOLO(str(src)).export(format="onnx", imgsz=IMGSZ, simplify=False, verbose=False)
     got = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"]).run(None, {"images": x.numpy()})[0]
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-2)  # boxes in pixels at 64 px, scores in [0, 1]
     ov_dir = YOLO(str(src)).export(format="openvino", imgsz=IMGSZ, verbose=False)
     compiled = ov.Core().compile_model(str(next(Path(ov_dir).glob("*.xml"))), "CPU",
                                        {"INFERENCE_PRECISION_HINT": "f32"})
     got = compiled(x.numpy())[0]
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-2)  # boxes in pixels at 64 px, scores in [0, 1]
 
 
 @pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo26n.yaml"])
@@ -159,7 +161,8 @@ def test_python_api_weight_pruning_reports_sparsity(tiny_model: Path, demo_data:
 
 def test_resume_continues_a_killed_iterative_run(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
     args = [f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "steps=2", "step_epochs=1",
-            "epochs=1", "ratio=0.4", "max_drop=1.0", f"project={tmp_path}", "name=it"]
+            "epochs=1", "ratio=0.4", "max_drop=1.0", "allocation=uniform", "method=random", f"project={tmp_path}",
+            "name=it"]
     r = _cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "it"
@@ -235,10 +238,68 @@ def test_latency_target_is_met_as_measured(tiny_model: Path, demo_data: Path, tm
     source_ms = measure_latency(prepare(YOLO(str(tiny_model)).model)[0], goal, 320)
     wanted = round(source_ms * 0.75, 2)
     r = _cli(f"model={tiny_model}", f"data={demo_data}", f"imgsz={IMGSZ}", "batch=8", "epochs=0",
-             f"target=latency:openvino-cpu:{wanted}ms", "latency_imgsz=320", f"project={tmp_path}", "name=l",
+             f"target=latency:openvino-cpu:{wanted}ms", "latency_imgsz=320", "allocation=global",
+             f"project={tmp_path}", "name=l",
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((tmp_path / "l" / "prune.json").read_text())
     assert meta["latency_goal_ms"] == wanted and meta["removed"] > 0.05
     got = measure_latency(YOLO(str(tmp_path / "l" / "pruned.pt")).model, goal, 320)
     assert got <= wanted * 1.15, f"{got:.2f} ms measured for a {wanted} ms goal (source {source_ms:.2f} ms)"
+
+
+def test_a_killed_finetune_resumes_with_the_pruned_architecture(demo_data: Path, tmp_path: Path) -> None:
+    """Ultralytics' own resume (optimizer, EMA, epoch) continues a pruned model's fine-tune after a kill."""
+    import csv
+
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.checkpoint import write_checkpoint
+    from yolo_optim.prune.retrain import finetune, pruned_trainer
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
+
+    prepared, _ = prepare(_with_classes("yolo11n.yaml", 3))
+    step = prune_step(prepared, StepSpec(removed=0.5, imgsz=IMGSZ, round_to=8), size_of(prepared, "flops", IMGSZ),
+                      group_widths(prepared))
+    start = write_checkpoint(step.model, tmp_path / "pruned.pt", {}, {"kind": "structured"})
+    out = tmp_path / "ft"
+
+    class Killed(Exception):
+        pass
+
+    def kill(trainer: object) -> None:
+        raise Killed
+
+    yolo = YOLO(str(start))
+    yolo.add_callback("on_fit_epoch_end", kill)  # after epoch 1 is saved, as a kill would leave it
+    with pytest.raises(Killed):
+        yolo.train(trainer=pruned_trainer("detect"), data=str(demo_data), epochs=2, imgsz=IMGSZ, batch=8,
+                   workers=0, project=str(tmp_path), name="ft", exist_ok=True, plots=False, verbose=False)
+    last = torch.load(out / "weights" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and last["optimizer"] is not None
+    best = finetune(start, demo_data, 2, out, IMGSZ, 8, resume=True)
+    with open(out / "results.csv") as f:
+        assert [int(float(r["epoch"])) for r in csv.DictReader(f)] == [1, 2]
+    assert group_widths(YOLO(str(best)).model) == group_widths(step.model)
+
+
+@pytest.mark.tensorrt
+def test_pruned_model_exports_to_tensorrt(pruned_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs an NVIDIA GPU")
+    import shutil
+
+    from ultralytics import YOLO
+
+    src = tmp_path / "pruned.pt"
+    shutil.copy(pruned_run / "pruned.pt", src)
+    engine = YOLO(str(src)).export(format="engine", imgsz=IMGSZ, device=0, verbose=False)
+    res = YOLO(engine).predict(np.zeros((IMGSZ, IMGSZ, 3), dtype=np.uint8), imgsz=IMGSZ, verbose=False)
+    assert res and res[0].boxes is not None

@@ -19,7 +19,6 @@ from torch import nn
 from ..errors import OptimError
 from ..paths import run_dir, write_json_atomic
 from .checkpoint import load_source, write_checkpoint
-from .evaluate import primary_map, val_map
 from .graph import PruningGraph
 from .latency import LatencyGoal, parse_target
 from .structured import MEASURES, StepSpec, group_widths, max_removed, prepare, size_of
@@ -63,8 +62,6 @@ def _check_combination(cfg: PruneConfig, goal: LatencyGoal | None, measure: str)
         if goal is not None or measure == "flops":
             raise OptimError("kind=weight keeps every shape, so it cannot reduce FLOPs or latency on dense runtimes; "
                              "use target=params (the fraction of weights zeroed) or kind=structured")
-        if cfg.allocation == "sensitivity":
-            raise OptimError("allocation=sensitivity ranks channel groups; for kind=weight use global or uniform")
         if cfg.method == "bn":
             raise OptimError("method=bn scores channels, not single weights; for kind=weight use l1, l2, taylor or "
                              "random")
@@ -203,8 +200,3 @@ def prune(model: Any = None, data: str | Path | None = None, **overrides: Any) -
     yolo = YOLO(str(result.weights))
     yolo.prune_result = result
     return yolo
-
-
-def validate_source(model: nn.Module, data: str, cfg: PruneConfig) -> float:
-    return primary_map(val_map(model, data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers),
-                       getattr(model, "task", "detect"))

@@ -57,7 +57,6 @@ class ChannelGroup:
     channels: int  # channels the group has now
     pointwise: bool  # every layer producing these channels is 1x1 (or depthwise/linear): a "neuron" group
     members: tuple[str, ...]  # names of the layers the group touches
-    flops_weight: float = 0.0  # MACs per channel of the layers in the group (for cost-aware allocation)
 
 
 @dataclass

@@ -122,10 +122,6 @@ def _hyp(args: Any) -> dict[str, Any]:
     return {k: src[k] for k in keys if k in src}
 
 
-def clear_gradients(model: nn.Module) -> None:
-    model.zero_grad(set_to_none=True)
-
-
 def recalibrate_batchnorm(model: nn.Module, data: str | Path, imgsz: int, batches: int = 16, batch: int = 16,
                           seed: int = 0) -> None:
     """Re-estimate BatchNorm running statistics on training images after pruning (weights are not changed).

@@ -46,6 +46,8 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
                             "round_to": cfg.round_to, "max_layer_ratio": cfg.max_layer_ratio, "steps": cfg.steps,
                             "epochs": cfg.epochs, "task": task, "distilled": bool(cfg.distill and ctx.teacher)}
     if cfg.kind == "weight":
+        if cfg.allocation == "sensitivity":
+            LOG.info("kind=weight ranks single weights, not layers: allocation=global is used")
         ctx.prune_fn = lambda m, r: _sparsify_step(cfg, m, r)
         ctx.masks_fn = masks_of
         model, records = run_steps(ctx, prepared)
@@ -93,7 +95,8 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
 
 
 def _sparsify_step(cfg: Any, model: nn.Module, sparsity: float) -> tuple[nn.Module, dict[str, Any]]:
-    pruned, _ = sparsify(model, sparsity, cfg.method, cfg.allocation, cfg.seed)
+    allocation = "uniform" if cfg.allocation == "uniform" else "global"
+    pruned, _ = sparsify(model, sparsity, cfg.method, allocation, cfg.seed)
     return pruned, {"removed": sparsity_report(pruned).sparsity}
 
 
