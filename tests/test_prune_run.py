@@ -113,6 +113,22 @@ def test_pruned_model_exports_to_onnx_and_openvino_with_matching_outputs(pruned_
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-2)  # boxes in pixels at 64 px, scores in [0, 1]
 
 
+def test_validation_leaves_no_run_folders_behind(tiny_model: Path, demo_data: Path) -> None:
+    """Ultralytics' validator makes a fresh runs/<task>/train-N folder per call unless it is given a save_dir."""
+    from ultralytics import YOLO
+    from ultralytics.cfg import get_cfg, get_save_dir
+    from ultralytics.utils import DEFAULT_CFG
+
+    from yolo_optim.prune.evaluate import primary_map, val_map
+
+    default_parent = get_save_dir(get_cfg(DEFAULT_CFG, {"task": "detect"})).parent
+    before = sorted(default_parent.iterdir()) if default_parent.exists() else []
+    metrics = val_map(YOLO(str(tiny_model)).model, demo_data, IMGSZ)
+    assert 0.0 <= primary_map(metrics, "detect") <= 1.0
+    after = sorted(default_parent.iterdir()) if default_parent.exists() else []
+    assert after == before, f"validation left {sorted(set(after) - set(before))}"
+
+
 @pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo26n.yaml"])
 def test_finetune_keeps_the_pruned_architecture(arch: str, demo_data: Path, tmp_path: Path) -> None:
     from ultralytics import YOLO

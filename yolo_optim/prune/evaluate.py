@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +71,15 @@ def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, dev
     task = getattr(model, "task", "detect")
     args = {"data": str(data), "imgsz": imgsz, "batch": batch, "device": device, "workers": workers, "plots": False,
             "verbose": False, "save_json": False, "task": task, "split": "val"}
-    validator = validator_class(task)(args=args)
     level = LOGGER.level
     LOGGER.setLevel(40)  # the per-class table is noise here; the caller reports the figure it needs
-    try:
-        stats = validator(model=copy.deepcopy(model).float().eval())
-    finally:
-        LOGGER.setLevel(level)
+    # an explicit save_dir: without one the validator makes a new runs/<task>/train-N folder in the cwd per call
+    with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp:
+        try:
+            validator = validator_class(task)(save_dir=Path(tmp), args=args)
+            stats = validator(model=copy.deepcopy(model).float().eval())
+        finally:
+            LOGGER.setLevel(level)
     return {k: float(v) for k, v in dict(stats).items() if isinstance(v, (int, float))}
 
 
