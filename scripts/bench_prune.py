@@ -1,9 +1,11 @@
 """Pruning figures on the demo baseline: mAP after a short fine-tune and OpenVINO latency, side by side.
 
-    python scripts/bench_prune.py [--out runs/bench_prune] [--epochs 9] [--quick]
+    python scripts/bench_prune.py [--out runs/bench_prune] [--epochs 9] [--quick] [--report-only]
 
 Rows (FLOPs removed 50% for the method comparison; 25/50/70% of the FLOPs kept for the table):
-  default (importance l2, global ranking), l1 + uniform, random + uniform.
+  default (importance l2, sensitivity allocation), l1 + uniform, random + uniform, l2 + global ranking, and
+  baseline-ft: the unpruned baseline fine-tuned with the same recipe, so a row's mAP can be told apart from the gain
+  of simply training longer (the demo baseline is not trained to saturation).
 Each row is a real `yolo-optim prune` run (fine-tuned for --epochs, <= 30% of the baseline's 30 epochs), saved as
 soon as it finishes; a rerun skips finished rows and resumes an interrupted one. Latency: every model exported with
 yolo_optim.export and timed with the benchmark's harness (yolo_optim.bench.latency), raw inference at batch 1, in
@@ -144,8 +146,11 @@ def report(results: dict[str, Any], path: Path) -> None:
              (f"Baseline yolo11n: mAP50-95 {base['map'] * 100:.2f} at 256 px, {base['gflops_256']:.3f} GFLOPs at "
               f"256 px, {base['params']:,} params. Fine-tune: {results['epochs']} epochs. Latency: OpenVINO CPU, "
               "raw inference, batch 1, median ms (min over interleaved rounds)."), "",
-             ("| model | FLOPs kept | params | mAP50-95 | drop (points) | fp32@640 ms | speed-up | fp32@256 ms "
-              "| speed-up | bf16@640 | int8@640 |"), "|" + "---|" * 11]
+             ("baseline-ft is the unpruned baseline fine-tuned with the same recipe: the mAP a row would have without "
+              "pruning. 'vs ft' is a row's mAP change against it, in points."), "",
+             ("| model | FLOPs kept | params | mAP50-95 | drop (points) | vs ft | fp32@640 ms | speed-up | fp32@256 ms "
+              "| speed-up | bf16@640 | int8@640 |"), "|" + "---|" * 12]
+    control = rows.get("baseline-ft", {}).get("map_after")
 
     def cell(label: str, key: str) -> str:
         v = lat.get(label, {}).get(key)
@@ -155,15 +160,21 @@ def report(results: dict[str, Any], path: Path) -> None:
         v, b = lat.get(label, {}).get(key), lat.get("baseline", {}).get(key)
         return f"{b / v:.2f}x" if isinstance(v, (int, float)) and isinstance(b, (int, float)) else "-"
 
-    lines.append(f"| baseline | 100% | {base['params']:,} | {base['map'] * 100:.2f} | 0 | {cell('baseline', 'fp32@640')}"
-                 f" | 1.00x | {cell('baseline', 'fp32@256')} | 1.00x | {cell('baseline', 'bf16@640')} | "
-                 f"{cell('baseline', 'int8@640')} |")
+    def with_speed(label: str, key: str) -> str:
+        return f"{cell(label, key)} ({speed(label, key)})" if label in lat and key in lat[label] else "-"
+
+    def versus_control(m: float) -> str:
+        return f"{100 * (m - control):+.2f}" if control is not None else "-"
+
+    lines.append(f"| baseline | 100% | {base['params']:,} | {base['map'] * 100:.2f} | 0 | {versus_control(base['map'])} | "
+                 f"{cell('baseline', 'fp32@640')} | 1.00x | {cell('baseline', 'fp32@256')} | 1.00x | "
+                 f"{cell('baseline', 'bf16@640')} | {cell('baseline', 'int8@640')} |")
     for name, r in sorted(rows.items(), key=lambda kv: (-kv[1]["flops_kept"], kv[0])):
-        lines.append(f"| {name} ({r['importance']}, {r['allocation']}) | {r['flops_kept']:.1%} | {r['params']:,} | "
-                     f"{r['map_after'] * 100:.2f} | {r['drop_points']:.2f} | {cell(name, 'fp32@640')} | "
+        label = name if name == "baseline-ft" else f"{name} ({r['importance']}, {r['allocation']})"
+        lines.append(f"| {label} | {r['flops_kept']:.1%} | {r['params']:,} | {r['map_after'] * 100:.2f} | "
+                     f"{r['drop_points']:.2f} | {versus_control(r['map_after'])} | {cell(name, 'fp32@640')} | "
                      f"{speed(name, 'fp32@640')} | {cell(name, 'fp32@256')} | {speed(name, 'fp32@256')} | "
-                     f"{cell(name, 'bf16@640')} ({speed(name, 'bf16@640')}) | {cell(name, 'int8@640')} "
-                     f"({speed(name, 'int8@640')}) |")
+                     f"{with_speed(name, 'bf16@640')} | {with_speed(name, 'int8@640')} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -172,6 +183,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_prune")
     ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="one row, one epoch: a smoke test of the script")
+    ap.add_argument("--report-only", action="store_true", help="rewrite results.md from results.json")
     args = ap.parse_args()
     from yolo_optim.config import make_config
     from yolo_optim.data.baseline import baseline_result
@@ -182,6 +194,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = load(results_path)
+    if args.report_only:
+        report(results, out / "results.md")
+        print((out / "results.md").read_text())
+        return
     base = baseline_result(make_config("baseline"))
     results.update(epochs=args.epochs, environment=f"{platform.processor() or platform.machine()}, "
                    f"{__import__('os').cpu_count()} CPUs", baseline_weights=str(base.weights))
