@@ -13,15 +13,13 @@ all rows alike); the figure is the median of the burst medians. Timing holds /tm
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +28,17 @@ import numpy as np
 os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_optim.bench.latency import TimingPlan, time_callable
+from yolo_optim.bench.latency import TIMING_LOCK, TimingPlan, time_callable
 from yolo_optim.errors import OptimError
 from yolo_optim.export import export, get_backend, read_artifact_metadata
 from yolo_optim.export.artifact import quiet_ultralytics
 from yolo_optim.export.calibration import calibration_set
 from yolo_optim.export.validate import val_artifact, val_callable, val_checkpoint
+from yolo_optim.paths import file_lock
 
 OURS = ["openvino-cpu:fp32", "openvino-cpu:bf16", "openvino-cpu:fp16", "openvino-cpu:int8w", "openvino-cpu:int8",
         "onnxruntime-cpu:fp32", "onnxruntime-cpu:fp16", "onnxruntime-cpu:int8w", "onnxruntime-cpu:int8"]
 THEIRS = ["ultralytics-openvino:int8", "ultralytics-openvino:int8@bf16", "ultralytics-onnx:int8"]
-
-
-@contextlib.contextmanager
-def timing_lock() -> Iterator[None]:
-    with open("/tmp/yolo_optim_timing.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def size_mb(path: Path) -> float:
@@ -140,7 +129,7 @@ def measure_latency(rows: dict[str, dict[str, Any]], imgsz: int, hint_theirs: st
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     burst = TimingPlan(warmup=2, runs=args.burst, seconds=60.0, min_runs=args.burst)
     per_burst: dict[str, list[float]] = {k: [] for k in runners}
-    with timing_lock():
+    with file_lock(TIMING_LOCK):
         for fn in runners.values():
             time_callable(lambda fn=fn: fn(x), TimingPlan(warmup=args.warmup, runs=1, seconds=1.0, min_runs=1))
         for c in range(args.cycles):

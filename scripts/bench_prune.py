@@ -17,14 +17,11 @@ decide the figure), under /tmp/yolo_optim_timing.lock. Accuracy: Ultralytics val
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +37,6 @@ METHODS = {
 # (method, fraction of FLOPs removed); the first rows are the side-by-side comparison at 50% of the FLOPs
 ROWS = [("default", 0.5), ("l1-uniform", 0.5), ("random-uniform", 0.5), ("l2-global", 0.5), ("default", 0.75),
         ("default", 0.3), ("l1-uniform", 0.75), ("l1-uniform", 0.3), ("l2-global", 0.75)]
-
-
-@contextlib.contextmanager
-def timing_lock() -> Iterator[None]:
-    with open("/tmp/yolo_optim_timing.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -108,9 +95,10 @@ def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: 
     """{model: {"<precision>@<imgsz>": median ms}} with interleaved rounds (min over rounds)."""
     import numpy as np
 
-    from yolo_optim.bench.latency import TimingPlan, time_callable
+    from yolo_optim.bench.latency import TIMING_LOCK, TimingPlan, time_callable
     from yolo_optim.export import export
     from yolo_optim.export.base import get_backend
+    from yolo_optim.paths import file_lock
 
     backend = get_backend("openvino")
     plan = TimingPlan(warmup=10, runs=60, seconds=6)
@@ -126,7 +114,7 @@ def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: 
                 executed[label] = runners[label].executed_precision
             x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
             best = {k: float("inf") for k in runners}
-            with timing_lock():
+            with file_lock(TIMING_LOCK):
                 for _ in range(rounds):
                     for label, run in runners.items():
                         best[label] = min(best[label], time_callable(lambda run=run, x=x: run(x), plan).median_ms)

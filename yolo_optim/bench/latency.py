@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..errors import OptimError
+
+# Benchmark scripts hold this lock while timing, so two timing runs on one machine never overlap.
+TIMING_LOCK = Path(tempfile.gettempdir()) / "yolo_optim_timing.lock"
 
 
 @dataclass(frozen=True)
