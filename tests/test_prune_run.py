@@ -253,6 +253,10 @@ def test_sensitivity_allocation_writes_table_and_plot(tiny_model: Path, demo_dat
     assert rows[0].startswith("group,channels,ratio,kept,map,loss,macs_saved") and len(rows) > 40
     assert (run / "sensitivity.png").stat().st_size > 10_000
     assert json.loads((run / "prune.json").read_text())["allocation"] == "sensitivity"
+    progress = [ln for ln in r.stderr.splitlines() if ln.startswith("sensitivity: ")]
+    assert progress and "left" in progress[-1], "the command line shows the analysis' progress"
+    banners = (r.stdout + r.stderr).count("Fast image access")
+    assert banners <= 3, f"{banners} dataset banners: one per probe would bury the progress"
 
 
 @pytest.mark.slow

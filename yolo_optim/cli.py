@@ -95,6 +95,22 @@ def _run_mode(mode: str, overrides: dict[str, Any], cfg_file: str | None) -> Any
     return getattr(importlib.import_module(module), func)(config)
 
 
+def _show_progress(verbose: bool) -> None:
+    """Send yolo_optim's log records (pruning steps, sensitivity progress, latency search) to stderr.
+
+    Only the command line does this: as a library, yolo_optim leaves logging configuration to the application.
+    """
+    import logging
+
+    logger = logging.getLogger("yolo_optim")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in ("verbose", "verbose=True", "verbose=true", "--verbose") for a in args)
@@ -116,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             hint = f"did you mean '{close[0]}'?" if close else "run `yolo-optim help`"
             raise OptimError(f"unknown mode '{mode}'; {hint}")
         overrides, cfg_file = parse_args(rest)
+        _show_progress(verbose)
         result = _run_mode(mode, overrides, cfg_file)
         where = result if isinstance(result, (str, Path)) else getattr(result, "save_dir", None)
         if where is not None:

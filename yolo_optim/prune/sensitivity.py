@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..export.artifact import quiet_ultralytics
 from ..paths import write_text_atomic
 from .allocate import round_keep
 from .evaluate import primary_map, val_map
@@ -73,8 +74,9 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
     graph.model.zero_grad(set_to_none=True)
     todo = [(g, r) for g in graph.groups for r in ratios if (g.name, round(r, 4)) not in have
             and (kind != "neuron" or g.pointwise)]
-    LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f", len(graph.groups),
-             len(ratios), len(todo), reference)
+    LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f; each is a validation, so this "
+             "takes a while on a CPU (allocation=uniform or global skips it, sensitivity_table= reuses one)",
+             len(graph.groups), len(ratios), len(todo), reference)
     rows = list(done)
     t0 = time.time()
     for i, (g, ratio) in enumerate(todo):
@@ -89,13 +91,17 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
         wg.prune(target, order[: n - kept].tolist())
         refresh_block_attributes(work)
         if calibrate:
-            recalibrate_batchnorm(work, data, imgsz, batches=4, seed=seed)
+            with quiet_ultralytics():  # its dataset banner, once per probe, would bury the progress lines
+                recalibrate_batchnorm(work, data, imgsz, batches=4, seed=seed)
         m = primary_map(val_map(work, data, imgsz, batch), getattr(model, "task", "detect"))
         saved = 1 - model_size(work, min(imgsz, 320)).macs / base_macs
         rows.append(SensitivityRow(g.name, n, ratio, kept, m, reference - m, saved))
         write_table(rows, table)  # every row is kept as soon as it is measured: a killed analysis resumes
         if (i + 1) % 10 == 0:
-            LOG.info("sensitivity: %d/%d measured (%.0f s)", i + 1, len(todo), time.time() - t0)
+            elapsed = time.time() - t0
+            left = elapsed / (i + 1) * (len(todo) - i - 1)
+            LOG.info("sensitivity: %d/%d measured in %.0f s, about %s left", i + 1, len(todo), elapsed,
+                     f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min")
     return rows
 
 
