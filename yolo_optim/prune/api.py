@@ -87,11 +87,10 @@ def run_prune(cfg: PruneConfig) -> PruneResult:
                          "pose and obb models (DetectionModel, SegmentationModel, PoseModel, OBBModel)")
     prepared, rewritten = prepare(module)
     widths = group_widths(prepared) if cfg.kind != "weight" else {}
-    if cfg.kind != "weight":
-        _check_reachable(cfg, prepared, widths, measure, goal)
+    whole = _check_reachable(cfg, prepared, widths, measure, goal) if cfg.kind != "weight" else {}
     save_dir = _open_run_dir(cfg, sha)
     t0 = time.time()
-    for name, why in (opaque_modules_in(prepared) if cfg.kind != "weight" else {}).items():
+    for name, why in whole.items():
         LOG.warning("left whole: %s (%s)", name, why)
     from . import runner
 
@@ -111,8 +110,11 @@ def run_prune(cfg: PruneConfig) -> PruneResult:
 
 
 def _check_reachable(cfg: PruneConfig, prepared: nn.Module, widths: dict[str, int], measure: str,
-                     goal: LatencyGoal | None) -> None:
-    """Fail before writing anything when the model has nothing to prune or the target is out of reach."""
+                     goal: LatencyGoal | None) -> dict[str, str]:
+    """Fail before writing anything when the model has nothing to prune or the target is out of reach.
+
+    Returns the modules left whole, with why (from the same dependency graph, so it is traced once).
+    """
     graph = PruningGraph(prepared, cfg.round_to)
     usable = [g for g in graph.groups if (cfg.kind != "neuron" or g.pointwise) and g.channels > cfg.round_to]
     if not usable:
@@ -122,17 +124,14 @@ def _check_reachable(cfg: PruneConfig, prepared: nn.Module, widths: dict[str, in
         from .latency import check_goal
 
         check_goal(cfg, prepared, widths, goal)
-        return
+        return graph.whole
     spec = _spec(cfg, measure, None)
     reach = max_removed(prepared, spec, size_of(prepared, measure, min(cfg.imgsz, 320)), widths)
     if reach + 1e-9 < cfg.ratio:
         raise OptimError(f"target {measure} ratio={cfg.ratio} cannot be met: the most this model allows is "
                          f"{reach:.3f} (max_layer_ratio={cfg.max_layer_ratio}, round_to={cfg.round_to}, layers left "
                          f"whole: {len(graph.whole)}); use ratio<={int(reach * 1000) / 1000}")
-
-
-def opaque_modules_in(model: nn.Module) -> dict[str, str]:
-    return PruningGraph(model).whole
+    return graph.whole
 
 
 def _spec(cfg: PruneConfig, measure: str, data: str | None) -> StepSpec:
