@@ -8,6 +8,14 @@ import pytest
 import torch
 from torch import nn
 
+from yolo_optim.prune.structured import (
+    StepSpec,
+    group_widths,
+    prepare,
+    prune_step,
+    size_of,
+)
+
 ARCHS = ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"]
 
 
@@ -41,7 +49,6 @@ def arch_model(request: pytest.FixtureRequest) -> tuple[str, nn.Module]:
 
 
 def test_rewrite_is_exact_and_uses_standard_blocks(arch_model: tuple[str, nn.Module]) -> None:
-    from yolo_optim.prune.structured import prepare
 
     arch, model = arch_model
     x = torch.rand(2, 3, 64, 64)
@@ -62,13 +69,6 @@ def test_rewrite_is_exact_and_uses_standard_blocks(arch_model: tuple[str, nn.Mod
 def test_prune_meets_target_keeps_shapes_and_round_to(arch_model: tuple[str, nn.Module], measure: str,
                                                       ratio: float) -> None:
     from yolo_optim.prune.graph import PruningGraph
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     arch, model = arch_model
     prepared, _ = prepare(model)
@@ -99,7 +99,6 @@ def test_removed_channels_that_carry_nothing_change_nothing() -> None:
     right indices.
     """
     from yolo_optim.prune.graph import PruningGraph, refresh_block_attributes
-    from yolo_optim.prune.structured import prepare
 
     prepared, _ = prepare(_model("yolo11n.yaml"))
     graph = PruningGraph(prepared, round_to=8)
@@ -133,13 +132,6 @@ def test_removed_channels_that_carry_nothing_change_nothing() -> None:
 
 
 def test_attention_is_left_whole_with_its_name() -> None:
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     prepared, _ = prepare(_model("yolo11n.yaml"))
     attn = prepared.model[10].m[0].attn
@@ -153,13 +145,6 @@ def test_attention_is_left_whole_with_its_name() -> None:
 
 def test_neuron_kind_prunes_only_pointwise_units() -> None:
     from yolo_optim.prune.graph import PruningGraph
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     prepared, _ = prepare(_model("yolov8n.yaml"))
     graph = PruningGraph(prepared)
@@ -172,13 +157,6 @@ def test_neuron_kind_prunes_only_pointwise_units() -> None:
 
 def test_unreachable_target_names_the_best_reachable() -> None:
     from yolo_optim.errors import OptimError
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     prepared, _ = prepare(_model("yolov8n.yaml"))
     with pytest.raises(OptimError, match=r"cannot be met: at most \d"):
@@ -186,13 +164,6 @@ def test_unreachable_target_names_the_best_reachable() -> None:
 
 
 def test_uniform_random_and_global_allocations_differ_but_all_meet_the_target() -> None:
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     prepared, _ = prepare(_model("yolo11n.yaml"))
     base, widths = size_of(prepared, "flops", 64), group_widths(prepared)
@@ -241,13 +212,6 @@ def test_round_keep_respects_round_to_and_limits() -> None:
     "yolo11n-seg.yaml", "yolo26n-pose.yaml", "yolov8n-obb.yaml", "yolov8n-ghost.yaml", "yolo12n.yaml"))])
 def test_other_tasks_and_families_keep_their_outputs(arch: str) -> None:
     """Masks, protos (and YOLO26's training-only semantic branch), keypoints and angles keep their shapes."""
-    from yolo_optim.prune.structured import (
-        StepSpec,
-        group_widths,
-        prepare,
-        prune_step,
-        size_of,
-    )
 
     prepared, _ = prepare(_model(arch))
     result = prune_step(prepared, StepSpec(removed=0.4, imgsz=64), size_of(prepared, "flops", 64),
