@@ -32,7 +32,7 @@ import numpy as np
 
 from yolo_optim.bench.artifacts import ExportSettings, cached_export
 from yolo_optim.bench.latency import TimingPlan, torch_threads
-from yolo_optim.bench.measure import time_runner
+from yolo_optim.bench.measure import time_inference
 from yolo_optim.bench.pipeline import first_val_image, preprocess
 from yolo_optim.export.base import Target, get_backend
 from yolo_optim.models import file_sha256
@@ -47,11 +47,10 @@ def _export(model: Path, target: Target, a: argparse.Namespace) -> Path:
 
 
 def _ours(target: Target, artifact: Path, a: argparse.Namespace, plan: TimingPlan, threads: int) -> tuple[Any, str]:
-    """The inference figure exactly as a benchmark row measures it (alternating with end-to-end frames)."""
+    """The inference figure exactly as a benchmark row measures it (the same input and timing loop)."""
     with torch_threads(threads):
         runner = get_backend(target.backend).load_runner(artifact, threads=threads)
-        inference, _ = time_runner(runner, a.image, a.imgsz, plan)
-        return inference, str(runner.executed_precision)
+        return time_inference(runner, a.image, a.imgsz, plan), str(runner.executed_precision)
 
 
 def check_openvino(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:

@@ -95,19 +95,23 @@ def _throughput(runner: Any, x1: np.ndarray, s: MeasureSettings, sync: Any) -> t
         return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
 
 
+def time_inference(runner: Any, image: np.ndarray, imgsz: int, plan: TimingPlan, sync: Any = None) -> LatencyStats:
+    """Batch-1 latency of raw inference on the pre-processed real frame, prepared once outside the timed calls."""
+    x = preprocess(image, _input_hw(runner, imgsz))
+    return time_callable(lambda: runner(x), plan, sync)
+
+
 def time_runner(runner: Any, image: np.ndarray, imgsz: int, plan: TimingPlan, sync: Any = None,
                 end2end: bool | None = None) -> tuple[LatencyStats, LatencyStats]:
     """Batch-1 latency of raw inference, then of a whole frame (letterbox + inference + NMS).
 
-    The inference input is the pre-processed real frame, prepared once outside the timed calls. The two loops
-    run one after the other, not alternated: alternating measurably slowed the inference calls (the frame's
-    pre/post-processing evicts caches and leaves PyTorch's worker threads spinning), and "inference alone" must
-    match what the vendors' own tools (benchmark_app, trtexec) measure.
+    The two loops run one after the other, not alternated: alternating measurably slowed the inference calls (the
+    frame's pre/post-processing evicts caches and leaves PyTorch's worker threads spinning), and "inference alone"
+    must match what the vendors' own tools (benchmark_app, trtexec) measure.
     """
-    hw = _input_hw(runner, imgsz)
-    x = preprocess(image, hw)
-    inference = time_callable(lambda: runner(x), plan, sync)
-    return inference, time_callable(end_to_end_callable(runner, image, hw, end2end), plan, sync)
+    inference = time_inference(runner, image, imgsz, plan, sync)
+    end_to_end = end_to_end_callable(runner, image, _input_hw(runner, imgsz), end2end)
+    return inference, time_callable(end_to_end, plan, sync)
 
 
 def _time_artifact(backend: Any, artifact: Path, target: Target, s: MeasureSettings, image: np.ndarray,
