@@ -1,5 +1,9 @@
 """The one exception type for mistakes a user can fix; the CLI prints it in one line and exits 2."""
 
+from __future__ import annotations
+
+import re
+
 
 class OptimError(Exception):
     """A user-facing error: bad input, a missing optional backend, an unmet target.
@@ -16,3 +20,24 @@ def missing_extra(package: str, extra: str | None = None) -> BackendUnavailable:
     """Build the error raised when an optional dependency cannot be imported."""
     hint = f"pip install 'yolo-optim[{extra}]'" if extra else f"pip install {package}"
     return BackendUnavailable(f"the '{package}' package is not installed; install it with: {hint}")
+
+
+def one_line(text: object, limit: int = 160) -> str:
+    """The first line of a (foreign) message, printable ASCII only, shortened at a word boundary with '...'.
+
+    Libraries raise messages with newlines, emoji and ANSI colour codes; a user-facing line needs none of them, and a
+    cut in the middle of a word ("UnpicklingEr") reads as a bug.
+    """
+    s = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colour codes
+    s = next((ln.strip() for ln in s.splitlines() if ln.strip()), "")
+    s = re.sub(r"\s+", " ", re.sub(r"[^\x20-\x7e]", "", s)).strip()
+    if len(s) <= limit:
+        return s
+    cut = s[:limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:(")
+    return f"{cut}..."
+
+
+def describe(exc: BaseException, limit: int = 160) -> str:
+    """`TypeName: first line of the message` (or just the type name), for wrapping a foreign exception."""
+    text = one_line(exc, limit)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OptimError
+from .errors import OptimError, describe
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -51,8 +52,8 @@ def load_yolo(model: Any, tasks: tuple[str, ...] = SUPPORTED_TASKS) -> "YOLO":
             try:
                 yolo = YOLO(text)
             except Exception as e:  # Ultralytics raises many types for a file that is not a checkpoint
-                raise OptimError(f"model={text} is not a YOLO checkpoint Ultralytics can load "
-                                 f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+                raise OptimError(f"model={text} is not a YOLO checkpoint Ultralytics can load ({describe(e)}); "
+                                 "give a .pt written by Ultralytics or a model YAML") from None
     if yolo.task not in tasks:
         raise OptimError(f"model task '{yolo.task}' is not supported here; supported: {', '.join(tasks)}")
     return yolo
@@ -66,10 +67,55 @@ def _yolo_from_packaged_yaml(name: str) -> "YOLO":
     except FileNotFoundError:
         raise OptimError(f"model={name} is neither a file nor an Ultralytics model YAML (e.g. yolo11n.yaml)") from None
     except Exception as e:
-        raise OptimError(f"model={name} could not be built ({type(e).__name__}: {e})") from None
+        raise OptimError(f"model={name} could not be built ({describe(e)}); check the model YAML") from None
 
 
 def checkpoint_path(yolo: "YOLO") -> Path | None:
     """The file a YOLO object was loaded from, if it came from a checkpoint."""
     ckpt = getattr(yolo, "ckpt_path", None)
     return Path(ckpt) if ckpt else None
+
+
+_CUDA = re.compile(r"^(cuda)?(:?\d+(,\d+)*)?$")
+
+
+def check_device(device: Any, available: bool = True) -> str:
+    """Return `device` as a string, or raise OptimError when it is not a torch device (or, with `available`, not here).
+
+    Accepts Ultralytics' forms: cpu, mps, cuda, 0, 0,1, cuda:0, -1 (an idle GPU), npu:0, xpu:0. Torch is imported only
+    for a device other than the CPU. `available=False` checks the spelling only (a Ray cluster may have GPUs that
+    this machine lacks).
+    """
+    text = "" if device is None else str(device).strip().lower().replace(" ", "")
+    if text in ("", "cpu"):
+        return text or "cpu"
+    hint = "use device=cpu, 0 (the first CUDA GPU), 0,1, cuda:0 or mps"
+    if text in ("-1", "mps", "mps:0") or _CUDA.match(text):
+        kind = "mps" if text.startswith("mps") else "cuda"
+    elif re.match(r"^(npu|xpu)(:\d+(,\d+)*)?$", text):
+        kind = text[:3]
+    else:
+        raise OptimError(f"device={device} is not a torch device; {hint}")
+    if not available:
+        return text
+    import torch
+
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise OptimError(f"device={device} asks for Apple MPS, which this machine does not have; use device=cpu")
+        return text
+    if kind in ("npu", "xpu"):
+        backend = getattr(torch, kind, None)
+        if backend is None or not backend.is_available():
+            raise OptimError(f"device={device} asks for a {kind.upper()}, which torch does not see here; {hint}")
+        return text
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    indices = [int(x) for x in re.findall(r"\d+", text.replace("-1", ""))] or [0]
+    if count == 0:
+        raise OptimError(f"device={device} asks for a CUDA GPU but torch sees none here "
+                         f"(torch {torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}); "
+                         "use device=cpu")
+    if max(indices) >= count:
+        raise OptimError(f"device={device} asks for CUDA GPU {max(indices)} but torch sees {count} "
+                         f"(0 to {count - 1}); use one of those or device=cpu")
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ def demo_dataset_path(train: int = 400, val: int = 100, classes: int = 6, size: 
     settings = dict(train=train, val=val, classes=classes, size=size, seed=seed, version=GENERATOR_VERSION)
     root = cache_dir() / "datasets" / f"demo-{_settings_key(settings)}"
     if not (root / "data.yaml").exists():
-        with file_lock(root.with_suffix(".lock")):
+        with file_lock(root.with_suffix(".lock"), what=f"the demo dataset {root}"):
             if not (root / "data.yaml").exists():
                 make_demo_dataset(root, train, val, classes, size, seed)
     return root / "data.yaml"
@@ -101,7 +102,7 @@ def baseline_result(cfg: BaselineConfig) -> BaselineResult:
     settings = dict(arch=arch, data=str(data.resolve()), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     seed=cfg.seed, ultralytics=version("ultralytics"))
     out = cache_dir() / "baselines" / f"{Path(arch).stem}-{_settings_key(settings)}"
-    with file_lock(out.with_suffix(".lock")):
+    with file_lock(out.with_suffix(".lock"), what=f"the baseline {out.name} (trained once, then cached)"):
         weights = train_baseline(arch, data, cfg.epochs, cfg.imgsz, out, cfg.seed, cfg.batch, cfg.device,
                                  cfg.workers, cfg.amp)
     info = json.loads((out / "baseline.json").read_text())
@@ -125,7 +126,10 @@ def resolve_model_and_data(cfg: Any) -> tuple[str, str]:
         return str(base.weights), str(base.data)
     if cfg.data is None:
         d = make_config("baseline")
-        return str(cfg.model), str(demo_dataset_path(d.data_train, d.data_val, d.data_classes, d.data_size, d.seed))
+        demo = demo_dataset_path(d.data_train, d.data_val, d.data_classes, d.data_size, d.seed)
+        logging.getLogger(__name__).warning(
+            "data= is empty: using the generated demo dataset %s; pass data=your/data.yaml to measure on yours", demo)
+        return str(cfg.model), str(demo)
     check_dataset(cfg.data)
     return str(cfg.model), str(cfg.data)
 

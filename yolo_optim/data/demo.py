@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..errors import OptimError
-from ..paths import atomic_dir
+from ..paths import atomic_dir, check_writable
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "ring", "cross", "hexagon", "diamond")
 GENERATOR_VERSION = 2  # bump when the drawing changes, so cached datasets and baselines are rebuilt
@@ -40,18 +41,34 @@ class DemoDataset:
         return self.path
 
 
+MAX_SIZE = 2048  # image side: larger only costs memory (the drawing works in float arrays of size x size)
+MAX_IMAGES = 100_000  # per split
+DEMO_MARK = "yolo-optim demo dataset"  # in demo.json: the folder is ours and exist_ok may replace it
+_OWN_FILE = re.compile(r"^(data\.yaml|demo\.json|images|labels|(images|labels)/(train|val)|images/(train|val)/\d{6}\.jpg"
+                       r"|labels/(train|val)/\d{6}\.txt|labels/(train|val)\.cache)$")
+
+
 def make_demo_dataset(out: str | Path, train: int = 400, val: int = 100, classes: int = 6, size: int = 256,
                       seed: int = 0, exist_ok: bool = False) -> DemoDataset:
-    """Write the dataset in Ultralytics layout (data.yaml, images/{train,val}, labels/{train,val}) atomically."""
+    """Write the dataset in Ultralytics layout (data.yaml, images/{train,val}, labels/{train,val}) atomically.
+
+    With `exist_ok` an existing demo dataset (marked by its demo.json, holding nothing but what this function
+    writes) is replaced; any other existing folder is left alone with an error, since it holds someone else's files.
+    """
     if not 1 <= classes <= len(CLASS_NAMES):
         raise OptimError(f"classes={classes} is out of range; the demo dataset has 1 to {len(CLASS_NAMES)} classes")
     if train < 1 or val < 1 or size < 32:
         raise OptimError(f"train={train}, val={val}, size={size}: need at least 1 image per split and size >= 32")
+    if size > MAX_SIZE:
+        raise OptimError(f"size={size} is too large; demo images are at most {MAX_SIZE} px (use e.g. size=640)")
+    if max(train, val) > MAX_IMAGES:
+        raise OptimError(f"train={train}, val={val}: at most {MAX_IMAGES} images per split")
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
         raise OptimError(f"out={out} is a file; choose a folder path for the dataset")
-    with atomic_dir(out, overwrite=exist_ok) as tmp:
-        rng = np.random.default_rng(seed)
+    replace = _check_replaceable(out, exist_ok)
+    check_writable(out, key="out")
+    with atomic_dir(out, overwrite=not replace, replace=replace) as tmp:
         backgrounds = _natural_backgrounds()
         for split, count in (("train", train), ("val", val)):
             (tmp / "images" / split).mkdir(parents=True)
@@ -63,14 +80,35 @@ def make_demo_dataset(out: str | Path, train: int = 400, val: int = 100, classes
                 image.save(tmp / "images" / split / f"{i:06d}.jpg", quality=92)
                 (tmp / "labels" / split / f"{i:06d}.txt").write_text(
                     "".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels))
-        del rng
         names = "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASS_NAMES[:classes]))
         (tmp / "data.yaml").write_text(
             f"# yolo-optim demo dataset (generator v{GENERATOR_VERSION}, seed {seed})\n"
             f"path: {out}\ntrain: images/train\nval: images/val\nnames:\n{names}")
-        settings = dict(train=train, val=val, classes=classes, size=size, seed=seed, version=GENERATOR_VERSION)
+        settings = dict(generator=DEMO_MARK, train=train, val=val, classes=classes, size=size, seed=seed,
+                        version=GENERATOR_VERSION)
         (tmp / "demo.json").write_text(json.dumps(settings, indent=2) + "\n")
     return DemoDataset(out, out / "data.yaml", train, val, classes, size, seed)
+
+
+def _check_replaceable(out: Path, exist_ok: bool) -> bool:
+    """True when `out` is a demo dataset this project wrote and may be replaced; an error for any other folder."""
+    if not out.exists() or not any(out.iterdir()):
+        return False  # nothing there (or an empty folder): written into, nothing to replace
+    if not exist_ok:
+        raise OptimError(f"out={out} already exists; pass exist_ok=True to replace the demo dataset in it or "
+                         "choose another out=")
+    try:
+        mark = json.loads((out / "demo.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        mark = None
+    if not isinstance(mark, dict) or not {"seed", "version"} <= set(mark):
+        raise OptimError(f"out={out} holds files that are not a yolo-optim demo dataset (no demo.json of ours); "
+                         "exist_ok=True only replaces a demo dataset: choose another out=")
+    foreign = next((p for p in sorted(out.rglob("*")) if not _OWN_FILE.match(p.relative_to(out).as_posix())), None)
+    if foreign is not None:
+        raise OptimError(f"out={out} is a demo dataset but also holds {foreign.relative_to(out)}, which yolo-optim "
+                         "did not write; move it away or choose another out=")
+    return True
 
 
 def run_data(cfg) -> DemoDataset:
