@@ -1,190 +1,199 @@
-"""TensorRT backend: FP32, FP16 and calibrated INT8 engines, built on the GPU that will run them.
+"""TensorRT backend for TensorRT 10.3+ and 11.x: the precision lives in the ONNX graph, the engine is strongly typed.
 
-The engine file follows Ultralytics' layout (4-byte length, JSON metadata, serialized engine) so `YOLO(path)` loads
-it. INT8 calibration is cached under the cache folder, keyed by the source model's hash, the calibration images'
-fingerprint, the input shape and the TensorRT version, so rebuilding an engine skips the calibration pass.
+TensorRT 11 removed every weakly typed precision control (BuilderFlag.FP16/INT8, OBEY_PRECISION_CONSTRAINTS, INT8
+calibrators, platform_has_fast_fp16/int8, per-layer precision); TensorRT 10.3 (JetPack 6) deprecates the calibrator.
+So FP16 and INT8 are written into the ONNX graph on the CPU first (`qdq.py`: an fp16 graph with fp32 I/O, or a
+Q/DQ INT8 graph calibrated on the training split), and the engine is built from it as a strongly typed network
+with no precision flag on either version. `tensorrt-gpu` builds the engine here, on the GPU that `device=` names;
+`tensorrt-jetson` writes a deploy bundle (`jetson.py`) whose engine is built on the Jetson by its scripts.
+
+The engine file follows Ultralytics' layout (4-byte length, JSON metadata, serialized engine) so `YOLO(path)` loads it.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
+import contextlib
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import OptimError, missing_extra
-from ..paths import cache_dir
-from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem
-from .base import (
-    Backend,
-    Target,
-    _engine_header,
-    read_artifact_metadata,
-    register_backend,
-)
-from .calibration import calibration_for
-from .graph import find_head_scope, level_grids, onnx_nodes
+from .artifact import StagedSource, artifact_metadata, artifact_stem
+from .base import META_KEY, Backend, Target, _engine_header, read_artifact_metadata, register_backend
+from .qdq import precision_onnx
 
 WORKSPACE_GIB = 4
+MIN_VERSION = (10, 3)  # JetPack 6's TensorRT; older releases lack parts of strong typing's Q/DQ support
+JETSON_HINT = ("use target=tensorrt-jetson to write a deploy bundle (Q/DQ or fp16 ONNX and scripts) whose engine "
+               "is built on the device")
+JETSON_REASON = ("tensorrt-jetson engines are built and timed on the Jetson itself: `yolo-optim export "
+                 "target=tensorrt-jetson` writes the deploy bundle, its bench.sh measures it there, and "
+                 "`yolo-optim report runs=host,jetson` merges the results")
 
 
 @register_backend
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    devices = ("gpu",)
+    devices = ("gpu", "jetson")
     precisions = ("fp32", "fp16", "int8")
     extra = "tensorrt"
     package = "tensorrt"
     fallbacks = ({"float_scope": 1},)
 
     def availability(self, device: str = "gpu") -> tuple[bool, str]:
+        if device == "jetson":  # nothing here runs a Jetson engine; the bundle itself is written anywhere
+            return False, JETSON_REASON
         try:
-            import tensorrt  # noqa: F401
+            import tensorrt as trt
         except ImportError:
-            return False, str(missing_extra("tensorrt", self.extra))
+            return False, f"{missing_extra('tensorrt', self.extra)}; or {JETSON_HINT}"
         except Exception as e:  # noqa: BLE001 - a wheel without its CUDA libraries fails with OSError and friends
-            return False, f"tensorrt cannot be imported ({type(e).__name__}: {e})"
+            return False, f"tensorrt cannot be imported ({type(e).__name__}: {e}); or {JETSON_HINT}"
+        if trt_version(trt) < MIN_VERSION:
+            return False, (f"TensorRT {trt.__version__} is too old: yolo-optim builds strongly typed engines "
+                           f"with TensorRT 10.3 or newer (10.x and 11.x)")
         try:
             import torch
 
             if not torch.cuda.is_available():
-                return False, "no CUDA GPU is visible here (TensorRT engines are built and run on the GPU)"
+                return False, f"no CUDA GPU is visible here, and TensorRT builds engines on the GPU that runs them; " \
+                              f"{JETSON_HINT}"
         except Exception as e:  # noqa: BLE001 - availability never raises, it reports
-            return False, f"CUDA cannot be initialised ({type(e).__name__}: {e})"
+            return False, f"CUDA cannot be initialised ({type(e).__name__}: {e}); {JETSON_HINT}"
         return True, ""
 
-    def supports(self, target: Target) -> tuple[bool, str]:
-        ok, why = super().supports(target)
-        if ok and target.precision in ("fp16", "int8"):
-            import tensorrt as trt
-
-            builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-            fast = builder.platform_has_fast_fp16 if target.precision == "fp16" else builder.platform_has_fast_int8
-            if not fast:
-                return False, f"this GPU has no fast {target.precision} kernels"
-        return ok, why
+    def check(self, target: Target) -> None:
+        if target.device != "jetson":
+            return super().check(target)
+        if target.precision not in self.precisions:  # the bundle needs no runtime here, only a known precision
+            raise OptimError(f"cannot export to {target.name}: tensorrt does not support precision "
+                             f"{target.precision} (it supports {', '.join(self.precisions)})")
+        return None
 
     # ------------------------------------------------------------------------------------------------ export
-    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+    def export(self, yolo: Any, target: Target, options: Any, out_dir: Path) -> Path:
         self.check(target)
-        import onnx
-        import tensorrt as trt
-
         out_dir = Path(out_dir)
-        source = StagedSource(yolo, out_dir, bool(getattr(cfg, "verbose", False)))
-        onnx_path = source.export("onnx", int(cfg.imgsz))
-        logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse_from_file(str(onnx_path)):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise OptimError(f"TensorRT cannot parse the ONNX graph: {errors[:300]}")
-        config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_GIB << 30)
-        extra: dict[str, Any] = {}
-        if target.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if target.precision == "int8":
-            calib = calibration_for(cfg)
-            config.set_flag(trt.BuilderFlag.INT8)
-            level = int(getattr(cfg, "float_scope", 0))
-            scope = find_head_scope(onnx_nodes(onnx.load(str(onnx_path))), level_grids(int(cfg.imgsz),
-                                                                                        source.strides))
-            kept = _keep_float(network, set(scope.names(level)), trt)
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            cache = calibration_cache_path(source.sha256, calib.fingerprint, int(cfg.imgsz), 1, trt.__version__)
-            config.int8_calibrator = _calibrator(calib, cache, trt)
-            extra = {"calibration": {**calib.info(), "cache": str(cache)},
-                     "quantization": {"method": "TensorRT implicit INT8, entropy calibration (IInt8EntropyCalibrator2)",
-                                      "float_scope_level": level, "float_layers": kept}}
-        blob = builder.build_serialized_network(network, config)
-        if blob is None:
-            raise OptimError(f"TensorRT could not build a {target.precision} engine for this model on this GPU")
-        final = out_dir / f"{artifact_stem(source, target)}.engine"
-        header = _ultralytics_metadata(onnx_path)
-        import torch
+        source = StagedSource(yolo, out_dir, bool(getattr(options, "verbose", False)))
+        fp32 = source.export("onnx", int(options.imgsz))
+        graph, extra = precision_onnx(fp32, target.precision, options, source.strides, source.work)
+        extra = {**extra, "onnx_opset": _opset(graph), "strongly_typed": True}
+        if target.device == "jetson":
+            from .jetson import write_bundle
 
-        meta = artifact_metadata(target, cfg, source, self.package, executed_precision=target.precision,
-                                 gpu=torch.cuda.get_device_name(0), **extra)
-        header["yolo_optim"] = meta
-        text = json.dumps(header, default=str).encode()
-        final.write_bytes(len(text).to_bytes(4, byteorder="little", signed=True) + text + bytes(blob))
+            meta = artifact_metadata(target, options, source, self.package, executed_precision=target.precision,
+                                     **extra)
+            final = write_bundle(graph, out_dir / f"{artifact_stem(source, target)}_jetson", ultralytics_header(
+                graph), meta, source.strides)
+        else:
+            final = self._build(graph, out_dir / f"{artifact_stem(source, target)}.engine", source, target, options,
+                                extra)
         source.cleanup()
         return final
 
-    def load_runner(self, artifact: str | Path, threads: int = 0) -> TensorRTRunner:
+    def _build(self, graph: Path, final: Path, source: StagedSource, target: Target, options: Any,
+               extra: dict[str, Any]) -> Path:
+        import tensorrt as trt
+
+        index = cuda_index(getattr(options, "device", "cpu"))
+        with cuda_device(index) as gpu:
+            blob = build_engine(graph, trt)
+        meta = artifact_metadata(target, options, source, self.package, executed_precision=target.precision,
+                                 gpu=gpu, cuda_device=index, tensorrt_version=trt.__version__, **extra)
+        write_engine(final, {**ultralytics_header(graph), META_KEY: meta}, blob)
+        return final
+
+    def load_runner(self, artifact: str | Path, threads: int = 0) -> Any:
+        path = Path(artifact)
+        if path.is_dir():  # a Jetson bundle: its ONNX graph on ONNX Runtime's CPU provider, for accuracy checks
+            from .jetson import bundle_runner
+
+            return bundle_runner(path, threads)
         ok, why = self.availability("gpu")
         if not ok:
             raise OptimError(f"cannot run {artifact}: {why}")
-        return TensorRTRunner(Path(artifact))
+        return TensorRTRunner(path)
 
 
-def calibration_cache_path(model_sha: str, data_fingerprint: str, imgsz: int, batch: int, trt_version: str) -> Path:
-    """Where the INT8 calibration table of this model, data, shape and TensorRT version is kept."""
-    key = hashlib.sha256(f"{model_sha}|{data_fingerprint}|{imgsz}|{batch}|{trt_version}".encode()).hexdigest()[:24]
-    return cache_dir() / "tensorrt" / f"calib-{key}.cache"
+# ------------------------------------------------------------------------------------------------------ builder
+def trt_version(trt: Any) -> tuple[int, int]:
+    """(major, minor) of an imported tensorrt module."""
+    m = re.match(r"(\d+)\.(\d+)", str(getattr(trt, "__version__", "0.0")))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
-def _keep_float(network: Any, names: set[str], trt: Any) -> int:
-    """Pin the head's decode layers (ONNX node names survive parsing as layer names) to fp32."""
-    kept = 0
-    for i in range(network.num_layers):
-        layer = network.get_layer(i)
-        outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-        if layer.name in names and outputs and all(o.dtype in (trt.float32, trt.float16) for o in outputs):
-            layer.precision = trt.float32  # shape arithmetic (int32) is left alone
-            for j in range(layer.num_outputs):
-                layer.set_output_type(j, trt.float32)
-            kept += 1
-    return kept
+def network_flags(trt: Any) -> int:
+    """create_network() flags for a strongly typed network.
+
+    TensorRT 10 opts in with STRONGLY_TYPED; on 11 every network is strongly typed and the flag is deprecated
+    (accepted, ignored), so none is passed.
+    """
+    if trt_version(trt) >= (11, 0):
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def _calibrator(calib: Any, cache: Path, trt: Any) -> Any:
+def build_engine(onnx_path: Path, trt: Any, workspace_gib: int = WORKSPACE_GIB) -> bytes:
+    """Serialized engine of an ONNX graph whose tensors carry their precision (fp32, fp16 or Q/DQ INT8).
+
+    Sets no precision flag, calibrator or per-layer precision: all are removed in TensorRT 11, and a strongly typed
+    network on TensorRT 10 rejects them.
+    """
+    if trt_version(trt) < MIN_VERSION:
+        raise OptimError(f"TensorRT {trt.__version__} is too old; install TensorRT 10.3 or newer")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise OptimError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors[:300]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib << 30)
+    blob = builder.build_serialized_network(network, config)
+    if blob is None:
+        raise OptimError(f"TensorRT {trt.__version__} could not build an engine from {onnx_path.name} on this GPU "
+                         f"(its log above says why)")
+    return bytes(blob)
+
+
+def cuda_index(device: Any) -> int:
+    """The CUDA device index `device=` names: cpu/empty (the config default) -> 0, `1`, `cuda:1`, `0,1` -> first."""
+    text = "" if device is None else str(device).strip().lower()
+    if text in ("", "cpu", "cuda", "-1"):
+        return 0
+    m = re.fullmatch(r"(?:cuda:)?(\d+)(?:,\d+)*", text)
+    if not m:
+        raise OptimError(f"device={device} does not name a CUDA GPU; TensorRT engines are built on one "
+                         f"(use device=0, 1 or cuda:1)")
+    return int(m.group(1))
+
+
+@contextlib.contextmanager
+def cuda_device(index: int) -> Iterator[str]:
+    """Make GPU `index` current (TensorRT builds and deserializes on the current device); yields its name."""
     import torch
 
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds the calibration images one at a time from GPU memory; reads/writes the keyed cache."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.it = iter(calib)
-            self.buffer: torch.Tensor | None = None
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            x = next(self.it, None)
-            if x is None:
-                return None
-            self.buffer = torch.from_numpy(x).cuda().contiguous()
-            return [int(self.buffer.data_ptr())]
-
-        def read_calibration_cache(self) -> bytes | None:
-            if cache.is_file():
-                LOG.info("TensorRT: reusing calibration cache %s", cache)
-                return cache.read_bytes()
-            return None
-
-        def write_calibration_cache(self, blob: Any) -> None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp-{id(self)}")
-            tmp.write_bytes(bytes(blob))
-            tmp.replace(cache)
-
-    return Calibrator()
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        raise OptimError(f"device={index} asks for CUDA GPU {index}, but this machine has {count}")
+    with torch.cuda.device(index):
+        yield torch.cuda.get_device_name(index)
 
 
-def _ultralytics_metadata(onnx_path: Path) -> dict[str, Any]:
-    """Ultralytics' metadata from its ONNX export, with literal values parsed back (the engine header is JSON)."""
+def ultralytics_header(onnx_path: Path) -> dict[str, Any]:
+    """Ultralytics' metadata from its ONNX export, literal values parsed back (the engine header is JSON)."""
     import onnx
 
     out: dict[str, Any] = {}
     for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props:
+        if p.key == META_KEY:
+            continue
         try:
             out[p.key] = ast.literal_eval(p.value)
         except (ValueError, SyntaxError):
@@ -192,6 +201,20 @@ def _ultralytics_metadata(onnx_path: Path) -> dict[str, Any]:
     return out
 
 
+def write_engine(path: Path, header: dict[str, Any], blob: bytes) -> None:
+    """Ultralytics' engine layout: 4-byte little-endian length of the JSON header, the header, the engine."""
+    text = json.dumps(header, default=str).encode()
+    path.write_bytes(len(text).to_bytes(4, byteorder="little", signed=True) + text + bytes(blob))
+
+
+def _opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+# ------------------------------------------------------------------------------------------------------ runner
 class TensorRTRunner:
     """An execution context with device buffers kept between calls; copies in and out are part of a call."""
 
@@ -202,28 +225,32 @@ class TensorRTRunner:
         if not path.is_file():
             raise OptimError(f"{path} does not exist; give the .engine file an export wrote")
         offset, _ = _engine_header(path)
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(path.read_bytes()[offset:])
-        if self.engine is None:
-            raise OptimError(f"{path} cannot be loaded by TensorRT {trt.__version__} on this GPU; rebuild it here")
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
-        self.buffers: dict[str, torch.Tensor] = {}
-        self.inputs, self.outputs = [], []
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            shape = tuple(self.engine.get_tensor_shape(name))
-            dtype = torch.from_numpy(np.empty(0, trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
-            self.buffers[name] = torch.empty(shape, dtype=dtype, device="cuda")
-            self.context.set_tensor_address(name, int(self.buffers[name].data_ptr()))
-            (self.inputs if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs).append(name)
+        meta = read_artifact_metadata(path)
+        self.device = torch.device("cuda", int(meta.get("cuda_device") or 0))
+        with cuda_device(self.device.index):
+            runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            self.engine = runtime.deserialize_cuda_engine(path.read_bytes()[offset:])
+            if self.engine is None:
+                raise OptimError(f"{path} cannot be loaded by TensorRT {trt.__version__} on this GPU; rebuild it here")
+            self.context = self.engine.create_execution_context()
+            self.stream = torch.cuda.Stream(self.device)
+            self.buffers: dict[str, torch.Tensor] = {}
+            self.inputs, self.outputs = [], []
+            for i in range(self.engine.num_io_tensors):
+                name = self.engine.get_tensor_name(i)
+                shape = tuple(self.engine.get_tensor_shape(name))
+                dtype = torch.from_numpy(np.empty(0, trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
+                self.buffers[name] = torch.empty(shape, dtype=dtype, device=self.device)
+                self.context.set_tensor_address(name, int(self.buffers[name].data_ptr()))
+                is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                (self.inputs if is_input else self.outputs).append(name)
         self.input_shape = tuple(self.buffers[self.inputs[0]].shape)
-        self.executed_precision = read_artifact_metadata(path).get("precision", "fp32")
+        self.executed_precision = meta.get("precision", "fp32")
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         import torch
 
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             self.buffers[self.inputs[0]].copy_(torch.from_numpy(x), non_blocking=False)
             self.context.execute_async_v3(self.stream.cuda_stream)
             outs = [self.buffers[n].float().cpu().numpy() for n in self.outputs]
