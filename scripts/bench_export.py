@@ -28,7 +28,7 @@ import numpy as np
 os.environ.setdefault("YOLO_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yolo_optim.bench.latency import TIMING_LOCK, TimingPlan, time_callable
+from yolo_optim.core.timing import TIMING_LOCK, TimingPlan, time_callable
 from yolo_optim.errors import OptimError
 from yolo_optim.export import export, get_backend, read_artifact_metadata
 from yolo_optim.export.artifact import quiet_ultralytics

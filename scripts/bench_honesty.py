@@ -3,7 +3,9 @@
 1. openvino: the harness's batch-1 OpenVINO latency against `benchmark_app -hint latency -api sync` on the same IR,
    at the same inference precision and threads (agreement within +-10% expected).
 2. tensorrt: the harness's TensorRT latency against `trtexec` on the same engine (GPU machines; skipped elsewhere).
-3. map: the benchmark's PyTorch row mAP against `YOLO(model).val()` on the same settings (must be equal).
+3. map: the benchmark's exported fp32 rows (ONNX Runtime, OpenVINO) against its PyTorch fp32 row, the same images
+   and letterbox: an fp32 export changes no weight, so mAP50-95 must agree within --map-tolerance. A broken export,
+   a wrong pre-processing of the artifact's input or a mis-wrapped validator shows here.
 4. spread: run-to-run spread of one row: min-max of the median latency over --repeats fresh measurements.
 
 The harness and the vendor tool are interleaved (ours, theirs, ours, theirs, ...) and compared pair by pair, so a
@@ -31,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from yolo_optim.bench.artifacts import ExportSettings, cached_export
-from yolo_optim.bench.latency import TimingPlan, torch_threads
-from yolo_optim.bench.measure import time_inference
-from yolo_optim.bench.pipeline import first_val_image, preprocess
+from yolo_optim.core.deploy import time_artifact
+from yolo_optim.core.frame import first_val_image
+from yolo_optim.core.images import letterbox
+from yolo_optim.core.timing import TimingPlan
 from yolo_optim.export.base import Target, get_backend
 from yolo_optim.models import file_sha256
 
@@ -48,9 +51,8 @@ def _export(model: Path, target: Target, a: argparse.Namespace) -> Path:
 
 def _ours(target: Target, artifact: Path, a: argparse.Namespace, plan: TimingPlan, threads: int) -> tuple[Any, str]:
     """The inference figure exactly as a benchmark row measures it (the same input and timing loop)."""
-    with torch_threads(threads):
-        runner = get_backend(target.backend).load_runner(artifact, threads=threads)
-        return time_inference(runner, a.image, a.imgsz, plan), str(runner.executed_precision)
+    timing = time_artifact(artifact, target, a.imgsz, plan, threads, image=a.image)
+    return timing.inference, timing.executed_precision
 
 
 def check_openvino(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:
@@ -122,23 +124,25 @@ def check_tensorrt(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str,
 
 
 def check_map(a: argparse.Namespace) -> dict[str, Any]:
-    from ultralytics import YOLO
-
     from yolo_optim import benchmark
 
+    targets = ["torch-cpu:fp32", "onnxruntime-cpu:fp32", "openvino-cpu:fp32"]
     with tempfile.TemporaryDirectory() as tmp:
-        rep = benchmark(model=str(a.model), data=str(a.data), targets="torch-cpu:fp32", imgsz=a.imgsz, batch=a.batch,
-                        warmup=1, runs=3, seconds=1, project=tmp, name="map")
-        row = rep.rows[0]
-        m = YOLO(str(a.model)).val(data=str(a.data), imgsz=a.imgsz, batch=a.batch, rect=False, plots=False,
-                                   device="cpu", project=tmp, name="val", verbose=False)
-        default = YOLO(str(a.model)).val(data=str(a.data), imgsz=a.imgsz, batch=a.batch, plots=False, device="cpu",
-                                         project=tmp, name="val_rect", verbose=False)
-    return {"status": row.status, "benchmark_map50_95": row.map50_95, "benchmark_map50": row.map50,
-            "yolo_val_map50_95": float(m.box.map), "yolo_val_map50": float(m.box.map50),
-            "equal": row.map50_95 == float(m.box.map) and row.map50 == float(m.box.map50),
-            "yolo_val_rect_default_map50_95": float(default.box.map), "settings": f"imgsz={a.imgsz} "
-            f"batch={a.batch} rect=False (the benchmark letterboxes every row square, like the exported models)"}
+        rep = benchmark(model=str(a.model), data=str(a.data), targets=",".join(targets), imgsz=a.imgsz,
+                        batch=a.batch, warmup=1, runs=3, seconds=1, project=tmp, name="map")
+    rows = {r.target: r for r in rep.rows}
+    torch_row = rows["torch-cpu:fp32"]
+    out: dict[str, Any] = {"torch_map50_95": torch_row.map50_95, "tolerance": a.map_tolerance, "rows": {}}
+    ok = torch_row.ok and torch_row.map50_95 is not None
+    for t in targets[1:]:
+        r = rows[t]
+        diff = None if not (r.ok and ok) else abs(r.map50_95 - torch_row.map50_95)
+        out["rows"][t] = {"status": r.status, "map50_95": r.map50_95, "abs_diff": diff, "error": r.error or r.reason}
+        ok = ok and r.status in ("ok", "skipped") and (diff is None or diff <= a.map_tolerance)
+    out["status"] = "ok" if ok else "failed"
+    out["agree"] = ok
+    out["settings"] = f"imgsz={a.imgsz} batch={a.batch}; every row letterboxed square, the same val images"
+    return out
 
 
 def check_spread(a: argparse.Namespace, x: Any, plan: TimingPlan) -> dict[str, Any]:
@@ -169,6 +173,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--checks", default="openvino,tensorrt,map,spread")
+    p.add_argument("--map-tolerance", type=float, default=0.005, help="largest accepted fp32 export mAP50-95 gap")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     a = p.parse_args()
     if a.model is None or a.data is None:
@@ -180,7 +185,7 @@ def main() -> int:
         a.model, a.data = Path(model), Path(data)
     plan = TimingPlan(warmup=a.warmup, runs=a.runs, seconds=a.seconds)
     a.image = first_val_image(a.data)
-    x = preprocess(a.image, a.imgsz)  # the frame benchmark_app is fed, as the harness prepares it
+    x = letterbox(a.image, a.imgsz)  # the frame benchmark_app is fed, as the harness prepares it
     checks = {"openvino": lambda: check_openvino(a, x, plan), "tensorrt": lambda: check_tensorrt(a, x, plan),
               "map": lambda: check_map(a), "spread": lambda: check_spread(a, x, plan)}
     results: dict[str, Any] = {"model": str(a.model), "data": str(a.data), "imgsz": a.imgsz, "runs": a.runs,
@@ -190,7 +195,7 @@ def main() -> int:
         print(f"{name}: {json.dumps(results[name], default=str)}", flush=True)
     if a.out:
         a.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    return 0
+    return 1 if results.get("map", {}).get("status") == "failed" else 0
 
 
 if __name__ == "__main__":

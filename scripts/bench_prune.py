@@ -8,7 +8,7 @@ Rows (FLOPs removed 50% for the method comparison; 25/50/70% of the FLOPs kept f
   of simply training longer (the demo baseline is not trained to saturation).
 Each row is a real `yolo-optim prune` run (fine-tuned for --epochs, <= 30% of the baseline's 30 epochs), saved as
 soon as it finishes; a rerun skips finished rows and resumes an interrupted one. Latency: every model exported with
-yolo_optim.export and timed with the benchmark's harness (yolo_optim.bench.latency), raw inference at batch 1, in
+yolo_optim.export and timed with the benchmark's harness (yolo_optim.core.timing), raw inference at batch 1, in
 interleaved rounds (min of the per-round medians, so another process stealing the shared CPU in one round does not
 decide the figure), under /tmp/yolo_optim_timing.lock. Accuracy: Ultralytics validator on the whole val split at
 256 px. Everything lands in <out>/results.json and <out>/results.md.
@@ -95,7 +95,7 @@ def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: 
     """{model: {"<precision>@<imgsz>": median ms}} with interleaved rounds (min over rounds)."""
     import numpy as np
 
-    from yolo_optim.bench.latency import TIMING_LOCK, TimingPlan, time_callable
+    from yolo_optim.core.timing import TIMING_LOCK, TimingPlan, time_callable
     from yolo_optim.export import export
     from yolo_optim.export.base import get_backend
     from yolo_optim.paths import file_lock

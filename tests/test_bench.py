@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from yolo_optim import benchmark, merge_reports
-from yolo_optim.bench.runner import available_targets, parse_targets
+from yolo_optim.bench.api import available_targets, parse_targets
 from yolo_optim.cli import main
 from yolo_optim.errors import OptimError
 from yolo_optim.export.base import Target, get_backend

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from yolo_optim.bench.environment import capture_environment, hardware_name
-from yolo_optim.bench.latency import (LatencyStats, TimingPlan, time_callable, time_interleaved, time_throughput,
-                                      torch_threads)
+from yolo_optim.core.results import LatencyStats
+from yolo_optim.core.timing import TimingPlan, time_callable, time_interleaved, time_throughput, torch_threads
 from yolo_optim.errors import OptimError
 
 

@@ -8,13 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from yolo_optim.bench.latency import LatencyStats
+from yolo_optim.core.results import BenchRow, LatencyStats
 from yolo_optim.cli import main
 from yolo_optim.errors import OptimError
 from yolo_optim.report.merge import merge_reports
 from yolo_optim.report.pareto import pareto_front
 from yolo_optim.report.report import Report
-from yolo_optim.report.rows import BenchRow
 from yolo_optim.report.schema import SCHEMA_VERSION, schema_path, validate_results
 
 

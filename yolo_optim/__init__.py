@@ -30,7 +30,7 @@ _API = {
     "ExportResult": "yolo_optim.export",
     "Target": "yolo_optim.export",
     "tune": "yolo_optim.tune.api",
-    "benchmark": "yolo_optim.bench.runner",
+    "benchmark": "yolo_optim.bench.api",
     "Report": "yolo_optim.report.report",
     "merge_reports": "yolo_optim.report.merge",
 }

@@ -19,11 +19,11 @@ from .errors import OptimError
 RUNNERS: dict[str, str | None] = {
     "data": "yolo_optim.data.demo:run_data",
     "baseline": "yolo_optim.data.baseline:run_baseline",
-    "export": "yolo_optim.export.exporter:run_export",
-    "benchmark": "yolo_optim.bench.runner:run_benchmark",
+    "export": "yolo_optim.export.api:run_export",
+    "benchmark": "yolo_optim.bench.api:run_benchmark",
     "prune": "yolo_optim.prune.api:run_prune",
     "tune": "yolo_optim.tune.api:run_tune",
-    "report": "yolo_optim.report.merge:run_report",
+    "report": "yolo_optim.report.api:run_report",
 }
 INFO_MODES = ("help", "version", "cfg")
 
@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_versions())
             return 0
         if mode == "cfg":
-            from .paths import cfg_dir
+            from .config import cfg_help
 
-            print((cfg_dir() / "default.yaml").read_text(encoding="utf-8"))
+            print(cfg_help())
             return 0
         if mode not in RUNNERS:
             close = difflib.get_close_matches(mode, [*RUNNERS, *INFO_MODES], n=1)

@@ -2,6 +2,9 @@
 
 Defaults live only in the YAML; the dataclasses carry types and allowed ranges, and validate themselves in
 `__post_init__`, so a bad value fails at the edge with a message that names the key, the value and what is allowed.
+The allowed names of pluggable kinds (importance criteria, allocations, searchers, schedulers, precisions) are not
+listed here: a field names its registry, which is asked at validation time, so `import yolo_optim.config` stays light
+and a newly registered entry is accepted with no edit here.
 """
 
 from __future__ import annotations
@@ -19,12 +22,37 @@ import yaml
 
 from .errors import OptimError
 from .paths import cfg_dir
-
+from .registry import ALLOCATIONS, IMPORTANCES, SCHEDULERS, SEARCHERS, Registry
 
 def key(*, ge: float | None = None, gt: float | None = None, lt: float | None = None,
-        choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with its allowed range; the default value comes from cfg/default.yaml."""
-    return field(metadata={"ge": ge, "gt": gt, "lt": lt, "choices": choices})
+        choices: Any = None, extra: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with its allowed range; the default value comes from cfg/default.yaml.
+
+    `choices`: a fixed tuple, a Registry (its names) or a function returning names, resolved when a value is
+    validated; `extra`: names allowed beside them (e.g. `none` for an optional scheduler).
+    """
+    return field(metadata={"ge": ge, "gt": gt, "lt": lt, "choices": choices, "extra": extra})
+
+
+def _backend_precisions() -> list[str]:
+    from .export.base import all_precisions
+
+    return all_precisions()
+
+
+def resolve_choices(meta: Any) -> tuple[str, ...] | None:
+    """The allowed names of a field now; None when it has no list, or when its registry cannot be asked here (its
+    defining module needs an optional package that is missing) or holds nothing: then the registry's own lookup,
+    when the mode runs, names what is wrong."""
+    choices = meta.get("choices")
+    if choices is None:
+        return None
+    try:
+        names = choices.names() if isinstance(choices, Registry) else choices() if callable(choices) else choices
+    except ImportError:
+        return None
+    names = tuple(names)
+    return tuple(dict.fromkeys([*names, *meta.get("extra", ())])) if names else None
 
 
 @dataclass(frozen=True)
@@ -38,6 +66,9 @@ class _Validated:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+MAX_IMGSZ = 4096  # image side limit of every mode
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,12 @@ class CommonConfig(_Validated):
         if self.imgsz % 32:
             raise OptimError(f"imgsz={self.imgsz} is not a multiple of 32 (the YOLO stride); use e.g. "
                              f"imgsz={max(32, round(self.imgsz / 32) * 32)}")
+        if self.imgsz > MAX_IMGSZ:  # larger fails late, out of memory, after run folders exist
+            raise OptimError(f"imgsz={self.imgsz} is too large; it must be <= {MAX_IMGSZ} (tile larger images)")
+        from .models import check_device
+
+        # A Ray cluster (tune address=) may have GPUs this machine lacks: there only the spelling is checked here.
+        check_device(self.device, available=not getattr(self, "address", None))
 
 
 @dataclass(frozen=True)
@@ -87,7 +124,7 @@ class BaselineConfig(CommonConfig):
 @dataclass(frozen=True)
 class ExportConfig(CommonConfig):
     target: str  # <backend>-<device>
-    precision: str = key(choices=("fp32", "bf16", "fp16", "int8w", "int8"))  # numeric precision
+    precision: str = key(choices=_backend_precisions)  # numeric precision
     calib_images: int = key(gt=0)  # calibration images
     max_drop: float = key(ge=0)  # accepted mAP50-95 loss
     guard: str = key(choices=("warn", "strict", "off"))  # accuracy guard
@@ -110,8 +147,8 @@ class BenchmarkConfig(CommonConfig):
 @dataclass(frozen=True)
 class PruneConfig(CommonConfig):
     kind: str = key(choices=("structured", "neuron", "weight"))  # what is removed
-    method: str = key(choices=("l1", "l2", "bn", "taylor", "random"))  # importance criterion
-    allocation: str = key(choices=("uniform", "global", "sensitivity"))  # per-layer ratios
+    method: str = key(choices=IMPORTANCES)  # importance criterion
+    allocation: str = key(choices=ALLOCATIONS)  # per-layer ratios
     target: str  # channels, params, flops or latency:<target>:<ms>
     ratio: float = key(gt=0, lt=1)  # fraction of the target measure removed
     epochs: int = key(ge=0)  # final fine-tuning epochs
@@ -138,8 +175,8 @@ class PruneConfig(CommonConfig):
 @dataclass(frozen=True)
 class TuneConfig(CommonConfig):
     space: str  # search-space YAML
-    search: str = key(choices=("grid", "random", "bayes", "evolve"))  # searcher
-    scheduler: str | None = key(choices=("asha", "hyperband", "none"))  # early stopping; None = none
+    search: str = key(choices=SEARCHERS)  # searcher
+    scheduler: str | None = key(choices=SCHEDULERS, extra=("none",))  # early stopping; None = none
     trials: int = key(ge=1)  # trials
     epochs: int = key(ge=1)  # epochs per trial
     concurrency: int = key(ge=1)  # trials at once
@@ -155,6 +192,19 @@ class TuneConfig(CommonConfig):
     gpus_per_trial: float = key(ge=-1)  # GPUs per trial, -1 = auto
     address: str | None  # Ray cluster address; None = local Ray
     amp: bool  # mixed precision training
+
+
+@dataclass(frozen=True)
+class OptimizeConfig(CommonConfig):
+    target: str | None  # <backend>-<device> or tensorrt-jetson; None = this machine's CPU target
+    budget: str | None  # latency budget, e.g. 8ms; None = fastest within max_drop
+    max_drop: float = key(ge=0, lt=1)  # accepted mAP50-95 loss
+    recipe: str | None  # recipe YAML; None = cfg/recipes/<target>.yaml
+    imgsz_choices: str | None  # smaller input sizes to try; None = the recipe's
+    metric: str = key(choices=("inference", "end_to_end"))  # latency the budget bounds
+    results: str | None  # results.json measured on the device (tensorrt-jetson)
+    address: str | None  # Ray cluster address; None = run here
+    resume: bool  # continue an interrupted run
 
 
 @dataclass(frozen=True)
@@ -174,6 +224,7 @@ CONFIGS: dict[str, type[_Validated]] = {
     "benchmark": BenchmarkConfig,
     "prune": PruneConfig,
     "tune": TuneConfig,
+    "optimize": OptimizeConfig,
     "report": ReportConfig,
 }
 
@@ -182,6 +233,39 @@ CONFIGS: dict[str, type[_Validated]] = {
 def _default_yaml() -> dict[str, dict[str, Any]]:
     with open(cfg_dir() / "default.yaml", encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def _runtimes() -> list[str]:
+    from .export.base import all_runtimes
+
+    return all_runtimes()
+
+
+# keys whose valid values come from a registry but are not a plain choice (a target may carry ':precision')
+_HELP_LISTS = {("export", "target"): _runtimes}
+
+
+def cfg_help() -> str:
+    """cfg/default.yaml as `yolo-optim cfg` prints it: every line whose key takes a registered name ends with the
+    names registered now (built-ins and plugins alike)."""
+    text = (cfg_dir() / "default.yaml").read_text(encoding="utf-8")
+    lists: dict[tuple[str, str], tuple[str, ...]] = {}
+    for mode, cls in CONFIGS.items():
+        for f in fields(cls):
+            registered = not isinstance(f.metadata.get("choices"), (tuple, type(None)))
+            names = resolve_choices(f.metadata) if registered else None
+            if names:  # fixed tuples are spelled out in the YAML comment already
+                lists[(mode, f.name)] = names
+    for (mode, name), fn in _HELP_LISTS.items():
+        lists[(mode, name)] = tuple(fn())
+    out, section = [], None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.rstrip().endswith(":"):
+            section = line.rstrip()[:-1]
+        k = line.strip().split(":", 1)[0]
+        names = lists.get((section, k)) if line.startswith("  ") else None
+        out.append(f"{line}  [{', '.join(names)}]" if names else line)
+    return "\n".join(out) + "\n"
 
 
 def defaults(mode: str) -> dict[str, Any]:
@@ -280,10 +364,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 def _check_range(name: str, value: Any, meta: Any) -> None:
     if value is None:
         return
-    if meta.get("choices") and value not in meta["choices"]:
-        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+    choices = resolve_choices(meta)
+    if choices and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise OptimError(f"{name}={value} is not allowed; choose one of {', '.join(meta['choices'])}{hint}")
+        raise OptimError(f"{name}={value} is not allowed; choose one of {', '.join(choices)}{hint}")
     if meta.get("ge") is not None and value < meta["ge"]:
         raise OptimError(f"{name}={value} is too small; it must be >= {meta['ge']}")
     if meta.get("gt") is not None and value <= meta["gt"]:

@@ -1,8 +1,9 @@
 """Exports for the benchmark, cached: the same source, target, image size and settings are exported once.
 
 The cache key is the source model's content hash, the target, the image size and every setting that changes the
-artifact (calibration data and size, seed for INT8; the runtime's version; this package's version). An export is
-written into a temporary folder and renamed into the cache only when complete, so a killed export is never reused.
+artifact (for INT8: the calibration images' own content fingerprint, their number and seed, so editing an image
+re-exports; the runtime's version; this package's version). An export is written into a temporary folder and
+renamed into the cache only when complete, so a killed export is never reused.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from ..core.options import ExportOptions
 from ..errors import OptimError
 from ..export.base import Target, get_backend
 from ..paths import atomic_dir, cache_dir, file_lock
 
 QUANTIZED = ("int8", "int8w")
-# export settings that never change an artifact's content (the source is keyed by its hash, not its path)
-NOT_IN_KEY = ("model", "project", "name", "exist_ok", "verbose", "workers", "device")
+# options that never change an artifact's content
+NOT_IN_KEY = ("calibration", "device", "threads", "verbose", "data")
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,21 @@ class ExportSettings:
     seed: int  # calibration sampling seed
     workers: int  # dataloader workers
     hardware: str | None = None  # the device's model: TensorRT engines only run on the GPU model they were built on
+    calib_images: int = 300  # INT8 calibration images
 
 
-def artifact_key(source_sha: str, target: Target, export_cfg: Any, hardware: str | None = None) -> dict[str, Any]:
+def export_options(target: Target, s: ExportSettings) -> ExportOptions:
+    """The backend options of a benchmark export; INT8 gets its calibration set sampled here (once per key)."""
+    options = ExportOptions(imgsz=s.imgsz, data=s.data, calib_images=s.calib_images, seed=s.seed, device=s.device)
+    if target.precision == "int8":
+        from ..export.calibration import calibration_set
+
+        options = replace(options, calibration=calibration_set(s.data, s.imgsz, s.calib_images, s.seed))
+    return options
+
+
+def artifact_key(source_sha: str, target: Target, options: ExportOptions,
+                 hardware: str | None = None) -> dict[str, Any]:
     """Everything an artifact depends on; its hash names the cache folder."""
     from .. import __version__
 
@@ -44,28 +58,15 @@ def artifact_key(source_sha: str, target: Target, export_cfg: Any, hardware: str
         runtime = version(get_backend(target.backend).package or target.backend)
     except PackageNotFoundError:
         runtime = None
-    key: dict[str, Any] = {"source_sha256": source_sha, "target": target.name, "imgsz": export_cfg.imgsz,
-                           "batch": export_cfg.batch, "runtime_version": runtime, "yolo_optim": __version__}
+    key: dict[str, Any] = {"source_sha256": source_sha, "target": target.name, "imgsz": options.imgsz,
+                           "runtime_version": runtime, "yolo_optim": __version__}
     if target.backend == "tensorrt":
         key["hardware"] = hardware
-    if target.precision in QUANTIZED:  # calibration and quantization settings, whatever the export mode adds
-        data = Path(str(export_cfg.data))
-        settings = {k: v for k, v in export_cfg.to_dict().items() if k not in NOT_IN_KEY and k not in key}
-        key.update(settings, data=str(data.resolve()),
-                   data_sha256=hashlib.sha256(data.read_bytes()).hexdigest() if data.is_file() else None)
+    if target.precision in QUANTIZED:  # calibration and quantization settings
+        key.update({k: v for k, v in asdict(options).items() if k not in NOT_IN_KEY and k not in key})
+    if options.calibration is not None:
+        key["calibration_fingerprint"] = options.calibration.fingerprint  # the images' names and contents
     return key
-
-
-def export_config(target: Target, source: Path, s: ExportSettings) -> Any:
-    """An ExportConfig for `target` with the export mode's defaults for calibration.
-
-    The accuracy guard is off: the benchmark measures the artifact's mAP itself and shows it in its row.
-    """
-    from ..config import make_config
-
-    return make_config("export", {"model": str(source), "data": s.data, "imgsz": s.imgsz, "batch": 1,
-                                  "device": s.device, "seed": s.seed, "workers": s.workers, "target": target.runtime,
-                                  "precision": target.precision, "guard": "off"})
 
 
 def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettings,
@@ -73,8 +74,8 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
     """The artifact of `source` for `target`: (path, True) from the cache, or exported now (path, False)."""
     from ..models import load_yolo
 
-    cfg = export_config(target, source, s)
-    key = artifact_key(source_sha, target, cfg, s.hardware)
+    options = export_options(target, s)
+    key = artifact_key(source_sha, target, options, s.hardware)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
     folder = (root or cache_dir() / "artifacts") / name
@@ -86,8 +87,8 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
                 return path, True
         for stale in folder.parent.glob(f".{name}.tmp-*"):  # left by a killed export of this key; we hold its lock
             shutil.rmtree(stale, ignore_errors=True)
-        with atomic_dir(folder, overwrite=True) as tmp:
-            produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, cfg, tmp))
+        with atomic_dir(folder, replace=True) as tmp:  # a cache entry of ours: swapped whole
+            produced = Path(get_backend(target.backend).export(load_yolo(str(source)), target, options, tmp))
             try:
                 rel = produced.resolve().relative_to(tmp.resolve())
             except ValueError:

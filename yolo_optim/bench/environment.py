@@ -62,10 +62,6 @@ def cpu_info() -> dict[str, Any]:
     return info
 
 
-def cpu_name() -> str:
-    return str(cpu_info()["model"])
-
-
 def gpu_info() -> list[dict[str, Any]]:
     """NVIDIA GPUs (name, driver, memory) from nvidia-smi, else from torch; Jetsons report through torch."""
     out = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"])

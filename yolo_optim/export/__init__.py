@@ -3,20 +3,24 @@
 Importing this package imports no runtime: each backend imports openvino / onnxruntime / tensorrt inside its methods.
 """
 
+from ..core.options import ExportOptions
+from .api import ExportResult, export, run_export
 from .base import (
     PRECISIONS,
     Backend,
     Runner,
     Target,
+    all_precisions,
+    all_runtimes,
     get_backend,
     list_backends,
     read_artifact_metadata,
     register_backend,
 )
-from .exporter import ExportResult, export, run_export
 
-__all__ = ["PRECISIONS", "Backend", "ExportResult", "Runner", "Target", "export", "get_backend", "list_backends",
-           "read_artifact_metadata", "register_backend", "run_export"]
+__all__ = ["PRECISIONS", "Backend", "ExportOptions", "ExportResult", "Runner", "Target", "all_precisions",
+           "all_runtimes", "export", "get_backend", "list_backends", "read_artifact_metadata", "register_backend",
+           "run_export"]
 
 
 class _CallableModule(__import__("types").ModuleType):

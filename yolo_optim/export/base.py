@@ -12,8 +12,6 @@ key into a backend attribute, so our keys (device, precision, ...) must not sit 
 from __future__ import annotations
 
 import ast
-import difflib
-import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,37 +19,33 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..core.options import ExportOptions
 from ..errors import OptimError
+from ..registry import BACKENDS, suggest
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8w", "int8")  # int8w: weights-only INT8; int8: weights + activations
+# Every precision a backend may declare, in the order tables list them. int8w: weights-only INT8; int8: weights and
+# activations. A backend's own `precisions` say which of them it produces; a new one is added here and in a backend.
+PRECISIONS = ("fp32", "bf16", "fp16", "int8w", "int8")
 FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
 META_KEY = "yolo_optim"  # the one metadata key holding our fields inside an artifact
-
-# backend name -> module defining it; imported on first use so optional runtimes stay optional
-_BACKEND_MODULES = {
-    "onnxruntime": "yolo_optim.export.onnxruntime",
-    "openvino": "yolo_optim.export.openvino",
-    "tensorrt": "yolo_optim.export.tensorrt",
-    "torch": "yolo_optim.export.torch",
-}
-_REGISTRY: dict[str, type[Backend]] = {}
 
 
 @dataclass(frozen=True)
 class Target:
     """Where and how a model runs: backend + device + precision, written `openvino-cpu:int8`."""
 
-    backend: str  # onnxruntime, openvino, tensorrt or torch
-    device: str  # cpu, gpu, npu
-    precision: str = "fp32"  # fp32, bf16, fp16, int8w or int8
+    backend: str  # a registered backend: onnxruntime, openvino, tensorrt, torch, ...
+    device: str  # a device the backend declares: cpu, gpu, npu, ...
+    precision: str = "fp32"  # a precision some registered backend declares: fp32, bf16, fp16, int8w, int8, ...
 
     def __post_init__(self) -> None:
-        if self.backend not in _BACKEND_MODULES:
-            raise OptimError(f"unknown backend '{self.backend}'{_suggest(self.backend, _BACKEND_MODULES)}; "
+        if self.backend not in BACKENDS:
+            raise OptimError(f"unknown backend '{self.backend}'{suggest(self.backend, BACKENDS.names())}; "
                              f"valid targets: {', '.join(all_runtimes())}")
-        if self.precision not in PRECISIONS:
-            raise OptimError(f"unknown precision '{self.precision}'{_suggest(self.precision, PRECISIONS)}; "
-                             f"choose one of {', '.join(PRECISIONS)}")
+        known = all_precisions()
+        if self.precision not in known:
+            raise OptimError(f"unknown precision '{self.precision}'{suggest(self.precision, known)}; "
+                             f"choose one of {', '.join(known)}")
 
     @classmethod
     def parse(cls, text: str | Target, precision: str | None = None) -> Target:
@@ -110,6 +104,12 @@ class Backend:
     # export-job overrides (accuracy_control=True: NNCF's accuracy-aware quantization; float_scope=1: keep the
     # head's prediction convolutions and the stem in float too).
     fallbacks: ClassVar[tuple[dict[str, Any], ...]] = ()
+    # The precision the runtime runs a plain (un-quantized) export at on each device when nobody asks, where it is
+    # not fp32 (OpenVINO runs an FP32 IR in bf16 on a CPU with bf16): the benchmark's default targets include it, so
+    # a speed-up is shown against what the user would otherwise get. Called with the device; None = fp32.
+    def default_precision(self, device: str) -> str | None:
+        return None
+
 
     def availability(self, device: str = "cpu") -> tuple[bool, str]:
         """(True, "") when the runtime and the device are usable here, else (False, the reason). Never raises."""
@@ -130,10 +130,11 @@ class Backend:
         if not ok:
             raise OptimError(f"cannot export to {target.name}: {why}")
 
-    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+    def export(self, yolo: Any, target: Target, options: ExportOptions, out_dir: Path) -> Path:
         """Write the artifact for `target` inside `out_dir`; return the path `YOLO(path)` loads.
 
-        `cfg` is an ExportConfig or any object with its fields (imgsz, data, calib_images, seed, batch, ...).
+        `options` says everything the export depends on beside the model (input size, calibration, float scope);
+        defaults such as the dataset are resolved by the caller, never here.
         """
         raise NotImplementedError
 
@@ -143,38 +144,38 @@ class Backend:
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
-    """Class decorator adding a Backend subclass to the registry under `cls.name`."""
+    """Class decorator adding a Backend subclass to the BACKENDS registry under `cls.name`."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
-    _REGISTRY[cls.name] = cls
-    return cls
+    return BACKENDS.register(cls.name, cls)
 
 
 def get_backend(name: str) -> Backend:
     """The backend registered as `name` (importing its module, not its runtime)."""
-    if name not in _REGISTRY:
-        if name not in _BACKEND_MODULES:
-            raise OptimError(f"unknown backend '{name}'{_suggest(name, _BACKEND_MODULES)}; "
-                             f"choose one of {', '.join(_BACKEND_MODULES)}")
-        importlib.import_module(_BACKEND_MODULES[name])
-    return _REGISTRY[name]()
+    return BACKENDS.get(name)()
 
 
 def list_backends() -> list[str]:
-    """Names of every known backend, available here or not (see `Backend.availability`)."""
-    return list(_BACKEND_MODULES)
+    """Names of every registered backend, available here or not (see `Backend.availability`)."""
+    return BACKENDS.names()
 
 
 def all_runtimes() -> list[str]:
-    """Every `<backend>-<device>` pair the backends declare."""
-    return [f"{b}-{d}" for b in _BACKEND_MODULES for d in get_backend(b).devices]
+    """Every `<backend>-<device>` pair the registered backends declare."""
+    return [f"{name}-{d}" for name, cls in BACKENDS.items() for d in cls.devices]
+
+
+def all_precisions() -> list[str]:
+    """Every precision some registered backend declares, known ones in PRECISIONS order, new ones after."""
+    declared = {p for _, cls in BACKENDS.items() for p in cls.precisions}
+    return [p for p in PRECISIONS if p in declared] + sorted(declared - set(PRECISIONS))
 
 
 def backend_of_artifact(path: str | Path) -> str:
     """Which backend runs an artifact, from its file type (the metadata confirms it when present)."""
     p = Path(path)
     meta = read_artifact_metadata(p)
-    if meta.get("backend") in _BACKEND_MODULES:
+    if meta.get("backend") in BACKENDS:
         return meta["backend"]
     if p.suffix == ".onnx":
         return "onnxruntime"
@@ -254,10 +255,13 @@ def _engine_header(p: Path) -> tuple[int, dict[str, Any]]:
 
 
 def _torch_meta(p: Path) -> dict[str, Any]:
-    """Metadata of a .pt checkpoint: the model's names/task/imgsz plus what we stored under META_KEY."""
-    import torch
+    """Metadata of a .pt checkpoint: the model's names/task/imgsz plus what we stored under META_KEY.
 
-    ckpt = torch.load(str(p), map_location="cpu", weights_only=False)
+    Read without executing the file's pickle (core.checkpoint): metadata never needs the model's code or tensors.
+    """
+    from ..core.checkpoint import read_checkpoint_dict
+
+    ckpt = read_checkpoint_dict(p)
     if not isinstance(ckpt, dict):
         return {}
     model = ckpt.get("ema") or ckpt.get("model")
@@ -310,6 +314,3 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _suggest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.images import letterbox, read_image, split_images
+from ..core.options import ExportOptions
 from ..errors import OptimError
 
 LOG = logging.getLogger("yolo_optim.export")
-_IMG_SUFFIXES = {"bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm", "heic"}
 
 
 @dataclass(frozen=True)
@@ -61,32 +61,11 @@ def dataset_info(data: str | Path | None) -> dict[str, Any]:
     return check_dataset(data, splits=("train", "val"))
 
 
-def calibration_for(cfg: Any) -> CalibrationSet:
-    """The calibration set an export config asks for (reused when the caller already built it)."""
-    given = getattr(cfg, "calibration", None)
-    if given is not None:
-        return given
-    return calibration_set(getattr(cfg, "data", None), int(cfg.imgsz), int(getattr(cfg, "calib_images", 300)),
-                           int(getattr(cfg, "seed", 0)))
-
-
-def split_images(data_info: dict[str, Any], split: str) -> list[Path]:
-    """Image files of a split (folder, list file, or a list of either), sorted, as Ultralytics reads them."""
-    entry = data_info.get(split)
-    if not entry:
-        raise OptimError(f"the dataset has no '{split}:' split; INT8 calibration uses the training images")
-    files: list[str] = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        q = Path(item)
-        if q.is_dir():
-            files += [str(f) for f in q.rglob("*.*")]
-        elif q.is_file():
-            base = str(q.parent) + os.sep
-            lines = q.read_text(encoding="utf-8-sig").strip().splitlines()
-            files += [x.replace("./", base, 1) if x.startswith("./") else x for x in lines if x.strip()]
-        else:
-            raise OptimError(f"the dataset's {split} images at {q} do not exist; fix '{split}:' in the data YAML")
-    return sorted(Path(f) for f in files if f.rpartition(".")[-1].lower() in _IMG_SUFFIXES)
+def calibration_for(options: ExportOptions) -> CalibrationSet:
+    """The calibration set of an export: the one the caller prepared, else sampled from options.data now."""
+    if options.calibration is not None:
+        return options.calibration
+    return calibration_set(options.data, int(options.imgsz), int(options.calib_images), int(options.seed))
 
 
 def calibration_set(data: str | Path, imgsz: int, n: int = 300, seed: int = 0) -> CalibrationSet:
@@ -95,6 +74,8 @@ def calibration_set(data: str | Path, imgsz: int, n: int = 300, seed: int = 0) -
     Raises a one-line OptimError for an empty split or one without a single readable image.
     """
     info = dataset_info(data)
+    if not info.get("train"):
+        raise OptimError(f"data={data} has no 'train:' split; INT8 calibration uses the training images")
     files = split_images(info, "train")
     if not files:
         raise OptimError(f"the training split of data={data} holds no images; INT8 calibration needs some "
@@ -104,7 +85,7 @@ def calibration_set(data: str | Path, imgsz: int, n: int = 300, seed: int = 0) -
     digest = hashlib.sha256()
     for p in chosen:
         blob = _read_bytes(p)
-        if blob is None or _decode(blob) is None:
+        if blob is None or read_image(p) is None:
             bad.append(str(p))
             continue
         good.append(p)
@@ -120,15 +101,10 @@ def calibration_set(data: str | Path, imgsz: int, n: int = 300, seed: int = 0) -
 
 def letterbox_image(path: Path, imgsz: int) -> np.ndarray:
     """Read an image and preprocess it exactly as Ultralytics' predictor does for a square static input."""
-    from ultralytics.data.augment import LetterBox
-
-    blob = _read_bytes(path)
-    img = _decode(blob) if blob is not None else None
+    img = read_image(path)
     if img is None:
         raise OptimError(f"calibration image {path} cannot be read; fix or remove it")
-    img = LetterBox(new_shape=(imgsz, imgsz), auto=False, stride=32)(image=img)
-    x = img[..., ::-1].transpose(2, 0, 1)[None]  # BGR HWC -> RGB NCHW
-    return np.ascontiguousarray(x, dtype=np.float32) / 255.0
+    return letterbox(img, imgsz)
 
 
 def _read_bytes(path: Path) -> bytes | None:
@@ -137,10 +113,3 @@ def _read_bytes(path: Path) -> bytes | None:
     except OSError:
         return None
     return blob or None
-
-
-def _decode(blob: bytes) -> np.ndarray | None:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_COLOR)
-    return img if img is not None and img.size else None

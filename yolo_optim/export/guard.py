@@ -14,9 +14,6 @@ from typing import Any
 from .artifact import LOG
 from .validate import MapResult, val_artifact, val_checkpoint
 
-GUARD_MODES = ("warn", "strict", "off")
-
-
 @dataclass(frozen=True)
 class GuardResult:
     """One accuracy check of a quantized artifact."""

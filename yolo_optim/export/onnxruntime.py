@@ -1,8 +1,9 @@
 """ONNX Runtime backend: FP32 (Ultralytics' ONNX), FP16, INT8 weights-only and INT8 static QDQ, per channel.
 
-The INT8 format is chosen per CPU, because it decides whether INT8 is faster at all: ONNX Runtime's x86 int8
-kernels (MLAS) multiply unsigned activations by signed weights (U8S8, with VNNI/AMX); signed activations fall off
-that path and run several times slower than FP32, which is why a naive INT8 ONNX export is slower than FP32.
+INT8 activations are unsigned (U8) and weights signed (S8) on every CPU: ONNX Runtime's x86 int8 kernels (MLAS)
+multiply U8 activations by S8 weights (with VNNI/AMX); signed activations fall off that path and run several times
+slower than FP32, which is why a naive INT8 ONNX export is slower than FP32. On ARM the int8 dot-product kernels
+take either, so U8S8 keeps one format everywhere. What does depend on the CPU is `reduce_range` (see int8_scheme).
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import platform
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.cpu import has_int8_dot, is_x86
+from ..core.options import ExportOptions
 from ..errors import OptimError, missing_extra
 from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem, place
 from .base import (
@@ -32,31 +34,16 @@ from .graph import find_head_scope, level_grids, onnx_nodes
 WEIGHT_OPS = ("Conv", "ConvTranspose", "Gemm")
 
 
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="ignore")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
 def int8_scheme() -> dict[str, Any]:
-    """The activation/weight types and format that make INT8 fast on this CPU (measured in scripts/bench_export.py).
+    """The INT8 types and format for this CPU (measured in scripts/bench_export.py).
 
-    x86 with VNNI/AMX: U8 activations x S8 weights, the fast MLAS path. x86 without VNNI: the same types with 7-bit
-    weights (reduce_range) so the 16-bit intermediate sums of AVX2's vpmaddubsw cannot saturate. ARM: U8S8 as well
-    (its int8 dot-product kernels take either; unsigned activations keep one code path).
+    The types are the same everywhere: U8 activations x S8 weights, QDQ (see the module docstring). The CPU decides
+    `reduce_range`: x86 without VNNI/AMX gets 7-bit weights, so the 16-bit intermediate sums of AVX2's vpmaddubsw
+    cannot saturate; with VNNI/AMX (and on ARM) the full 8 bits are used.
     """
-    flags = cpu_flags()
-    vnni = bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686")
+    vnni = has_int8_dot()
     return {"activation_type": "QUInt8", "weight_type": "QInt8", "format": "QDQ",
-            "reduce_range": bool(x86 and not vnni), "cpu_int8_dot": "vnni/amx" if vnni else "none"}
+            "reduce_range": bool(is_x86() and not vnni), "cpu_int8_dot": "vnni/amx" if vnni else "none"}
 
 
 @register_backend
@@ -85,13 +72,13 @@ class OnnxRuntimeBackend(Backend):
         return ok, why
 
     # ------------------------------------------------------------------------------------------------ export
-    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+    def export(self, yolo: Any, target: Target, options: ExportOptions, out_dir: Path) -> Path:
         self.check(target)
         import onnx
 
         out_dir = Path(out_dir)
-        source = StagedSource(yolo, out_dir, bool(getattr(cfg, "verbose", False)))
-        fp32 = source.export("onnx", int(cfg.imgsz))
+        source = StagedSource(yolo, out_dir, options.verbose)
+        fp32 = source.export("onnx", int(options.imgsz))
         rewritten = decompose_inner_softmax(fp32)
         extra: dict[str, Any] = {"graph_rewrites": {"softmax_decomposed": rewritten}} if rewritten else {}
         if target.precision == "fp32":
@@ -109,16 +96,17 @@ class OnnxRuntimeBackend(Backend):
             # Fold the weight dequantization once at load: left in place it runs on every call (about 2x slower)
             extra["session_config"] = {"session.disable_quant_qdq": "1"}
         else:
-            produced, extra = self._quantize_static(fp32, source, cfg)
+            produced, extra = self._quantize_static(fp32, source, options)
         props = _metadata_props(fp32)
         final = place(produced, out_dir / f"{artifact_stem(source, target)}.onnx")
         _restore_metadata_props(final, props)
-        meta = artifact_metadata(target, cfg, source, self.package, executed_precision=target.precision, **extra)
+        meta = artifact_metadata(target, options, source, self.package, executed_precision=target.precision, **extra)
         write_artifact_metadata(final, meta)
         source.cleanup()
         return final
 
-    def _quantize_static(self, fp32: Path, source: StagedSource, cfg: Any) -> tuple[Path, dict[str, Any]]:
+    def _quantize_static(self, fp32: Path, source: StagedSource,
+                         options: ExportOptions) -> tuple[Path, dict[str, Any]]:
         import onnx
         from onnxruntime.quantization import (
             CalibrationMethod,
@@ -128,11 +116,11 @@ class OnnxRuntimeBackend(Backend):
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        calib = calibration_for(cfg)
+        calib = calibration_for(options)
         pre = source.work / "pre.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        level = int(getattr(cfg, "float_scope", 0))
-        scope = find_head_scope(onnx_nodes(onnx.load(str(pre))), level_grids(int(cfg.imgsz), source.strides))
+        level = options.float_scope
+        scope = find_head_scope(onnx_nodes(onnx.load(str(pre))), level_grids(int(options.imgsz), source.strides))
         excluded = scope.names(level)
         scheme = int8_scheme()
         out = source.work / "int8.onnx"
@@ -179,6 +167,8 @@ class OnnxRuntimeRunner:
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
         self.executed_precision = self.metadata.get("executed_precision", self.metadata.get("precision", "fp32"))
+        # read back from the session: 0 there means ONNX Runtime chose the pool size itself and does not report it
+        self.threads_used = self.session.get_session_options().intra_op_num_threads or None
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:

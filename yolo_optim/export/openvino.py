@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.cpu import cpu_flags, has_bf16
+from ..core.options import ExportOptions
 from ..errors import OptimError, missing_extra
 from .artifact import (
     LOG,
@@ -70,6 +72,13 @@ class OpenVINOBackend(Backend):
     package = "openvino"
     fallbacks = ({"accuracy_control": True}, {"float_scope": 1})
 
+    def default_precision(self, device: str) -> str | None:
+        """What the plugin runs an FP32 IR at when nobody sets INFERENCE_PRECISION_HINT: bf16 on a CPU with native
+        bf16, f16 on GPU and NPU."""
+        if device == "cpu":
+            return "bf16" if has_bf16() else None
+        return "fp16"
+
     def availability(self, device: str = "cpu") -> tuple[bool, str]:
         try:
             import openvino  # noqa: F401
@@ -102,13 +111,13 @@ class OpenVINOBackend(Backend):
         return True, ""
 
     # ------------------------------------------------------------------------------------------------ export
-    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+    def export(self, yolo: Any, target: Target, options: ExportOptions, out_dir: Path) -> Path:
         self.check(target)
         import openvino as ov
 
         out_dir = Path(out_dir)
-        source = StagedSource(yolo, out_dir, bool(getattr(cfg, "verbose", False)))
-        folder = source.export("openvino", int(cfg.imgsz), half=target.precision == "fp16")
+        source = StagedSource(yolo, out_dir, options.verbose)
+        folder = source.export("openvino", int(options.imgsz), half=target.precision == "fp16")
         xml = next(folder.glob("*.xml"))
         final = out_dir / f"{artifact_stem(source, target)}_openvino_model"
         if final.exists():
@@ -118,11 +127,11 @@ class OpenVINOBackend(Backend):
             shutil.move(str(folder), str(final))
         else:
             model = _core().read_model(str(xml))
-            with quiet_ultralytics(bool(getattr(cfg, "verbose", False)), "nncf"):
+            with quiet_ultralytics(options.verbose, "nncf"):
                 if target.precision == "int8w":
                     model, extra = self._compress_weights(model)
                 else:
-                    model, extra = self._quantize(model, source, target, cfg)
+                    model, extra = self._quantize(model, source, target, options)
             try:  # an artifact the runtime cannot compile is never written
                 _core().compile_model(model, OV_DEVICES[target.device],
                                       {"INFERENCE_PRECISION_HINT": float_hint(target.precision, target.device)})
@@ -134,7 +143,7 @@ class OpenVINOBackend(Backend):
             shutil.copyfile(folder / "metadata.yaml", final / "metadata.yaml")
         hint = float_hint(target.precision, target.device)
         executed = LABEL_OF[hint] if target.precision in HINT_OF else target.precision
-        meta = artifact_metadata(target, cfg, source, self.package, inference_precision_hint=hint,
+        meta = artifact_metadata(target, options, source, self.package, inference_precision_hint=hint,
                                  executed_precision=executed, **extra)
         write_artifact_metadata(final, meta)
         source.cleanup()
@@ -155,20 +164,21 @@ class OpenVINOBackend(Backend):
         return model, {"quantization": {"method": "NNCF weight compression, int8 symmetric per output channel",
                                         "activations": "float", "float_weight_layers": len(skip)}}
 
-    def _quantize(self, model: Any, source: StagedSource, target: Target, cfg: Any) -> tuple[Any, dict[str, Any]]:
+    def _quantize(self, model: Any, source: StagedSource, target: Target,
+                  options: ExportOptions) -> tuple[Any, dict[str, Any]]:
         import nncf
 
-        calib = calibration_for(cfg)
-        level = int(getattr(cfg, "float_scope", 0))
-        scope = find_head_scope(openvino_nodes(model), level_grids(int(cfg.imgsz), source.strides))
+        calib = calibration_for(options)
+        level = options.float_scope
+        scope = find_head_scope(openvino_nodes(model), level_grids(int(options.imgsz), source.strides))
         ignored = nncf.IgnoredScope(names=scope.names(level), validate=False)
         settings = quantization_settings(target.device)
         common = {"preset": settings["preset"], "target_device": settings["target_device"],
                   "subset_size": len(calib), "ignored_scope": ignored, "fast_bias_correction": True}
         dataset = nncf.Dataset(calib)
-        accuracy_control = bool(getattr(cfg, "accuracy_control", False))
+        accuracy_control = options.accuracy_control
         if accuracy_control:
-            model = self._quantize_with_accuracy_control(model, dataset, cfg, source, common)
+            model = self._quantize_with_accuracy_control(model, dataset, options, source, common)
         else:
             model = nncf.quantize(model, dataset, **common)
         info = {"method": "NNCF post-training quantization" + (" with accuracy control" if accuracy_control else ""),
@@ -177,18 +187,18 @@ class OpenVINOBackend(Backend):
         return model, {"calibration": calib.info(), "quantization": info}
 
     @staticmethod
-    def _quantize_with_accuracy_control(model: Any, dataset: Any, cfg: Any, source: StagedSource,
+    def _quantize_with_accuracy_control(model: Any, dataset: Any, options: ExportOptions, source: StagedSource,
                                         common: dict[str, Any]) -> Any:
         import nncf
         from nncf.quantization.advanced_parameters import (
             AdvancedAccuracyRestorerParameters,
         )
 
-        from .calibration import dataset_info, split_images
+        from ..core.images import split_images
+        from .calibration import dataset_info
         from .validate import val_callable
 
-        data_info = dataset_info(cfg.data)
-        val_images = split_images(data_info, "val")
+        val_images = split_images(dataset_info(options.data), "val")
         work = source.work / "accuracy-control"
         work.mkdir(parents=True, exist_ok=True)
 
@@ -201,14 +211,14 @@ class OpenVINOBackend(Backend):
 
             yaml_path.write_text(yaml.safe_dump({"path": str(work), "train": str(listing), "val": str(listing),
                                                  "names": source.names}), encoding="utf-8")
-            result = val_callable(lambda x: list(compiled(x).values()), yaml_path, int(cfg.imgsz), source.names,
-                                  source.task)
+            result = val_callable(lambda x: list(compiled(x).values()), yaml_path, int(options.imgsz),
+                                  source.names, source.task)
             return result.map50_95
 
         return nncf.quantize_with_accuracy_control(
-            model, dataset, nncf.Dataset(val_images), validation_fn, max_drop=float(cfg.max_drop),
+            model, dataset, nncf.Dataset(val_images), validation_fn, max_drop=float(options.max_drop),
             drop_type=nncf.DropType.ABSOLUTE, advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                max_num_iterations=int(getattr(cfg, "accuracy_control_iterations", 20))), **common)
+                max_num_iterations=options.accuracy_control_iterations), **common)
 
     # ------------------------------------------------------------------------------------------------ run
     def load_runner(self, artifact: str | Path, threads: int = 0) -> OpenVINORunner:
@@ -224,8 +234,6 @@ def quantization_settings(device: str) -> dict[str, Any]:
     On CPUs with AMX (Sapphire Rapids and newer) NNCF's CPU_SPR target matches the plugin's AMX int8 kernels.
     """
     import nncf
-
-    from .onnxruntime import cpu_flags
 
     target_device = nncf.TargetDevice.CPU_SPR if device == "cpu" and "amx_int8" in cpu_flags() else \
         {"cpu": nncf.TargetDevice.CPU, "gpu": nncf.TargetDevice.GPU, "npu": nncf.TargetDevice.NPU}[device]
@@ -260,6 +268,10 @@ class OpenVINORunner:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = _core().compile_model(model, OV_DEVICES.get(device, "CPU"), config)
         self.request = self.compiled.create_infer_request()
+        try:  # the count the compiled model really uses (the plugin's own choice when none was asked)
+            self.threads_used: int | None = int(self.compiled.get_property("INFERENCE_NUM_THREADS")) or None
+        except RuntimeError:  # GPU/NPU plugins have no such property
+            self.threads_used = None
         run_type = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         ran = LABEL_OF.get(getattr(run_type, "get_type_name", lambda: str(run_type))(), LABEL_OF.get(hint, hint))
         self.executed_precision = ran if precision in HINT_OF else precision

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.options import ExportOptions
 from ..errors import OptimError
 from .artifact import StagedSource, artifact_metadata, artifact_stem
 from .base import META_KEY, Backend, Target, read_artifact_metadata, register_backend
@@ -36,16 +37,16 @@ class TorchBackend(Backend):
             return False, "PyTorch runs fp16 convolutions on the CPU far slower than fp32; use torch-gpu:fp16"
         return ok, why
 
-    def export(self, yolo: Any, target: Target, cfg: Any, out_dir: Path) -> Path:
+    def export(self, yolo: Any, target: Target, options: ExportOptions, out_dir: Path) -> Path:
         """The checkpoint itself, copied, with our metadata stored in it (the weights are unchanged)."""
         import torch
 
         self.check(target)
         out_dir = Path(out_dir)
-        source = StagedSource(yolo, out_dir, bool(getattr(cfg, "verbose", False)))
+        source = StagedSource(yolo, out_dir, options.verbose)
         final = out_dir / f"{artifact_stem(source, target)}.pt"
         ckpt = torch.load(str(source.path), map_location="cpu", weights_only=False)
-        ckpt[META_KEY] = artifact_metadata(target, cfg, source, self.package, executed_precision=target.precision)
+        ckpt[META_KEY] = artifact_metadata(target, options, source, self.package, executed_precision=target.precision)
         torch.save(ckpt, str(final))
         shutil.rmtree(source.work, ignore_errors=True)
         return final

@@ -9,27 +9,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MAP_KEY = "metrics/mAP50-95(B)"
-MAP50_KEY = "metrics/mAP50(B)"
+from ..core.tasks import MapResult, read_map, validator_class
 
-
-@dataclass(frozen=True)
-class MapResult:
-    map50_95: float  # box mAP@0.50:0.95 on the val split
-    map50: float  # box mAP@0.50
-
-
-def _validator_class(task: str) -> Any:
-    from ultralytics.models.yolo import detect, pose, segment
-
-    return {"detect": detect.DetectionValidator, "segment": segment.SegmentationValidator,
-            "pose": pose.PoseValidator}[task]
+__all__ = ["MapResult", "val_artifact", "val_callable", "val_checkpoint"]
 
 
 def _module(infer: Callable[[np.ndarray], Any], names: dict[int, str], task: str,
@@ -64,9 +51,9 @@ def val_callable(infer: Callable[[np.ndarray], Any], data: str | Path, imgsz: in
         args = {"data": str(data), "imgsz": int(imgsz), "batch": 1, "rect": False, "plots": False, "verbose": False,
                 "save_json": False, "device": "cpu", "workers": workers, "task": task, "mode": "val",
                 "project": tmp, "name": "val", "exist_ok": True}
-        validator = _validator_class(task)(args=args)
+        validator = validator_class(task)(args=args)
         stats = validator(model=_module(infer, {int(k): v for k, v in names.items()}, task, kpt_shape))
-    return MapResult(float(stats.get(MAP_KEY, 0.0)), float(stats.get(MAP50_KEY, 0.0)))
+    return read_map(stats, task)
 
 
 def val_artifact(artifact: str | Path, data: str | Path, threads: int = 0, workers: int = 0) -> MapResult:
@@ -89,7 +76,7 @@ def val_checkpoint(weights: str | Path, data: str | Path, imgsz: int, batch: int
     from .artifact import quiet_ultralytics
 
     with tempfile.TemporaryDirectory(prefix="yolo-optim-val-") as tmp, quiet_ultralytics():
-        m = YOLO(str(weights)).val(data=str(data), imgsz=int(imgsz), batch=batch, rect=False, plots=False,
-                                   verbose=False, save_json=False, device=device, workers=workers, project=tmp,
-                                   name="val", exist_ok=True)
-    return MapResult(float(m.box.map), float(m.box.map50))
+        yolo = YOLO(str(weights))
+        m = yolo.val(data=str(data), imgsz=int(imgsz), batch=batch, rect=False, plots=False, verbose=False,
+                     save_json=False, device=device, workers=workers, project=tmp, name="val", exist_ok=True)
+    return read_map(m.results_dict, yolo.task)

@@ -1,8 +1,7 @@
 """Pruning targets, and measured latency as one: `target=latency:openvino-cpu:8ms` prunes until it is met.
 
-A candidate's latency is measured the way the benchmark measures it: the model is exported with the export
-backend of the target (yolo_optim.export) and its raw inference is timed with the benchmark's harness
-(yolo_optim.bench.latency), median of the timed calls.
+A candidate's latency is measured the way the benchmark measures it: exported with the target's backend and its
+raw inference timed with the one harness (yolo_optim.core.deploy.export_and_time), median of the timed calls.
 """
 
 from __future__ import annotations
@@ -55,24 +54,16 @@ def parse_target(text: str) -> tuple[LatencyGoal | None, str]:
     return LatencyGoal(target, ms), "latency"
 
 
-def measure_latency(model: nn.Module, goal: LatencyGoal, imgsz: int, data: str | None = None,
-                    runs: int = 30, seconds: float = 4.0) -> float:
+def measure_latency(model: nn.Module, goal: LatencyGoal, imgsz: int, data: str | None = None) -> float:
     """Median raw-inference latency (ms) of `model` exported for the goal's target at `imgsz`."""
-    import numpy as np
-
-    from ..bench.latency import TimingPlan, time_callable
-    from ..export import export
-    from ..export.base import get_backend
+    from ..core.deploy import export_and_time
+    from ..core.options import ExportOptions
     from .checkpoint import write_checkpoint
 
     with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
         ckpt = write_checkpoint(model, Path(tmp) / "candidate.pt", {}, {"candidate": True})
-        extra = {"guard": "off", "calib_images": 32} if goal.target.precision == "int8" else {}
-        result = export(str(ckpt), target=goal.target.runtime, precision=goal.target.precision, data=data,
-                        imgsz=imgsz, project=tmp, name="export", exist_ok=True, **extra)
-        runner = get_backend(goal.target.backend).load_runner(result.path)
-        x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-        stats = time_callable(lambda: runner(x), TimingPlan(warmup=5, runs=runs, seconds=seconds, min_runs=5))
+        options = ExportOptions(imgsz=imgsz, data=data, calib_images=32)  # INT8: a small calibration set suffices
+        stats = export_and_time(ckpt, goal.target, options).inference
     return float(stats.median_ms)
 
 

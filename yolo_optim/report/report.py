@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from ..errors import OptimError
 from ..paths import write_json_atomic, write_text_atomic
 from .pareto import pareto_front
-from .rows import CSV_COLUMNS, MAP_DECIMALS, METRICS, BenchRow, row_to_flat
+from ..core.results import CSV_COLUMNS, MAP_DECIMALS, METRICS, BenchRow, row_to_flat
 from .schema import SCHEMA_ID, SCHEMA_VERSION, load_results, validate_results
 
 
@@ -59,9 +59,6 @@ class Report:
             out += [rows[i] for i in pareto_front([(r.latency(self.metric), round(r.map50_95, MAP_DECIMALS))
                                                    for r in rows])]
         return out
-
-    def is_pareto(self, row: BenchRow) -> bool:
-        return any(row is r for r in self.pareto())
 
     def best(self, device: str | None = None, max_latency_ms: float | None = None) -> BenchRow | None:
         """The most accurate measured variant on `device` whose latency is within `max_latency_ms` (mAP50-95

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..core.results import plain_text
+
 if TYPE_CHECKING:
+    from ..core.results import BenchRow
     from .report import Report
-    from .rows import BenchRow
 
 METRIC_TITLE = {"inference": "inference", "end_to_end": "end-to-end"}
 COLUMNS = ("", "model", "runtime", "precision", "mAP50-95", "ΔmAP50-95", "mAP50", "infer. ms", "infer. p90",
@@ -46,7 +48,7 @@ def shown_columns(cells: list[list[str]]) -> list[int]:
 
 def unmeasured_line(row: "BenchRow") -> str:
     why = row.reason if row.status == "skipped" else row.error
-    return f"{row.model} on {row.target}: {row.status}" + (f" ({why})" if why else "")
+    return f"{row.model} on {row.target}: {row.status}" + (f" ({plain_text(why)})" if why else "")
 
 
 def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
@@ -77,7 +79,8 @@ def report_markdown(report: "Report", plot: str | None = "pareto.png") -> str:
             lines += ["", "Not measured:", ""] + [f"- {unmeasured_line(r)}" for r in others]
         notes = [r for r in measured if r.throughput_error]
         if notes:
-            lines += ["", "No throughput:", ""] + [f"- {r.model} on {r.target}: {r.throughput_error}" for r in notes]
+            lines += ["", "No throughput:", ""] + [f"- {r.model} on {r.target}: {plain_text(r.throughput_error)}"
+                                                  for r in notes]
         lines.append("")
     lines += ["## Runs", ""]
     for run in report.runs:

@@ -117,26 +117,17 @@ def measure_latency_table(pairs: list[tuple[str, int]], objective: Objective, da
 
 
 def _median_latency_ms(model: str, imgsz: int, target_text: str, data: str, device: str, threads: int) -> float:
-    """Export `model` at `imgsz` to the target and time raw batch-1 inference with the benchmark harness."""
-    import numpy as np
-
-    from ..bench.latency import TimingPlan, time_callable, torch_threads
-    from ..config import make_config
-    from ..export.base import Target, get_backend
+    """Export `model` at `imgsz` to the target and time raw batch-1 inference (core.deploy.export_and_time)."""
+    from ..core.deploy import export_and_time
+    from ..core.options import ExportOptions
+    from ..export.base import Target
 
     target = Target.parse(target_text)
-    backend = get_backend(target.backend)
     with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
         yolo = _model_for_data(model, data, Path(tmp))
         device = (device if device != "cpu" else "0") if target.device == "gpu" else "cpu"  # torch device to export on
-        cfg = make_config("export", {"model": model, "data": data, "imgsz": imgsz, "batch": 1, "device": device,
-                                     "target": target.runtime, "precision": target.precision, "guard": "off"})
-        artifact = backend.export(yolo, target, cfg, Path(tmp) / "artifact")
-        with torch_threads(threads):
-            runner = backend.load_runner(artifact, threads=threads)
-            x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-            stats = time_callable(lambda: runner(x), TimingPlan(warmup=5, runs=50, seconds=3.0, min_runs=10))
-    return stats.median_ms
+        options = ExportOptions(imgsz=imgsz, data=data, device=device)
+        return export_and_time(yolo, target, options, threads=threads).inference.median_ms
 
 
 def _model_for_data(model: str, data: str, tmp: Path) -> Any:

@@ -1,23 +1,26 @@
 """`yolo-optim export` and `yolo_optim.export.export()`: validate inputs, export, guard accuracy, commit atomically.
 
-Everything is written into a temporary sibling of the run folder and moved into place only once the artifact is
-complete and has passed the guard, so a failure or a kill leaves nothing half-written.
+Everything is written into a temporary sibling of the run folder (core.scratch: a later run removes one a kill
+left behind) and moved into place only once the artifact is complete and has passed the guard, so a failure or a
+kill leaves nothing half-written. This is the edge where defaults are resolved (the demo baseline and its dataset);
+backends get an `ExportOptions` with everything already decided.
 """
 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.options import ExportOptions
+from ..core.scratch import scratch_dir
 from ..errors import OptimError
 from ..paths import run_dir, write_json_atomic
 from .artifact import LOG
-from .base import Target, get_backend, read_artifact_metadata, write_artifact_metadata
-from .calibration import CalibrationSet, calibration_set, dataset_info
+from .base import META_KEY, Target, get_backend, read_artifact_metadata, write_artifact_metadata
+from .calibration import calibration_set, dataset_info
 
 if TYPE_CHECKING:
     from .validate import MapResult
@@ -34,25 +37,6 @@ class ExportResult:
     target: Target  # backend, device and precision
     metadata: dict[str, Any]  # read_artifact_metadata(path)
     save_dir: Path  # the run folder holding it
-
-
-@dataclass(frozen=True)
-class ExportJob:
-    """An ExportConfig plus what the exporter prepared: resolved data, calibration images, fallback settings.
-
-    Backends read it like the config (attributes not defined here come from `cfg`).
-    """
-
-    cfg: Any  # the ExportConfig
-    data: str | None  # dataset YAML, resolved
-    calibration: CalibrationSet | None = None  # INT8 calibration images
-    float_scope: int = 0  # 0: only the head's decode stays float; 1: also prediction convs and stem
-    accuracy_control: bool = False  # NNCF accuracy-aware quantization (OpenVINO)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name == "cfg":  # copy/pickle probe dunders before cfg exists
-            raise AttributeError(name)
-        return getattr(self.cfg, name)
 
 
 def export(model: Any, target: str | Target = "openvino-cpu", precision: str | None = None, data: str | None = None,
@@ -96,7 +80,7 @@ def run_export(cfg: Any, yolo: Any = None, reference: MapResult | None = None) -
     target = resolve_target(cfg)
     backend = get_backend(target.backend)
     backend.check(target)
-    if getattr(cfg, "accuracy_control", False) and (target.backend, target.precision) != ("openvino", "int8"):
+    if cfg.accuracy_control and (target.backend, target.precision) != ("openvino", "int8"):
         raise OptimError(f"accuracy_control=True is an OpenVINO INT8 option (NNCF); {target.name} cannot use it")
     model, data = _model_and_data(cfg, target, yolo)
     if yolo is None:
@@ -108,15 +92,15 @@ def run_export(cfg: Any, yolo: Any = None, reference: MapResult | None = None) -
         dataset_info(data)
     calib = calibration_set(data, cfg.imgsz, cfg.calib_images, cfg.seed) if target.precision == "int8" else None
     save_dir = _output_dir(cfg)
-    job = ExportJob(cfg, data, calib, accuracy_control=bool(getattr(cfg, "accuracy_control", False)))
+    options = ExportOptions.from_config(cfg, data=data, calibration=calib)
 
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=_mkparent(save_dir)))
+    tmp = scratch_dir(save_dir.parent, save_dir.name)
     try:
-        artifact = Path(backend.export(yolo, target, job, tmp))
+        artifact = Path(backend.export(yolo, target, options, tmp))
         guard = None
         if guarded:
-            tmp, artifact, guard = _guard(backend, yolo, target, job, tmp, artifact, model, reference)
+            tmp, artifact, guard = _guard(backend, yolo, target, cfg, options, tmp, artifact, model, reference)
         elif target.precision in QUANTIZED:
             _add_metadata(artifact, accuracy_guard={"skipped": "guard=off" if cfg.guard == "off" else "no data="})
         meta = read_artifact_metadata(artifact)
@@ -163,11 +147,6 @@ def _output_dir(cfg: Any) -> Path:
     return run_dir("export", cfg.project, cfg.name, cfg.exist_ok)
 
 
-def _mkparent(save_dir: Path) -> Path:
-    save_dir.parent.mkdir(parents=True, exist_ok=True)
-    return save_dir.parent
-
-
 def _commit(tmp: Path, save_dir: Path) -> Path:
     """Rename the finished temporary folder into place, or move its entries into an existing run folder."""
     shutil.rmtree(tmp / ".work", ignore_errors=True)
@@ -197,38 +176,40 @@ def _umask() -> int:
 
 
 def _add_metadata(artifact: Path, **fields: Any) -> None:
-    from .base import META_KEY, _read_raw_metadata
+    """Merge `fields` into the artifact's own metadata (under META_KEY)."""
+    write_artifact_metadata(artifact, {**_our_metadata(artifact), **fields})
+
+
+def _our_metadata(artifact: Path) -> dict[str, Any]:
+    import json
+
+    from .base import _read_raw_metadata
 
     ours = _read_raw_metadata(artifact).get(META_KEY) or {}
-    if isinstance(ours, str):
-        import json
-
-        ours = json.loads(ours)
-    write_artifact_metadata(artifact, {**ours, **fields})
+    return json.loads(ours) if isinstance(ours, str) else dict(ours)
 
 
-def _guard(backend: Any, yolo: Any, target: Target, job: ExportJob, tmp: Path, artifact: Path,
+def _guard(backend: Any, yolo: Any, target: Target, cfg: Any, options: ExportOptions, tmp: Path, artifact: Path,
            model: str, ref: MapResult | None = None) -> tuple[Path, Path, Any]:
     """Validate the artifact; under guard=strict retry the backend's fallbacks until one passes, else fail."""
     from .guard import check_artifact, reference_map
 
-    cfg = job.cfg
+    data = options.data
     if ref is None:
         source = model if Path(model).is_file() else tmp / "reference.pt"
         if not Path(source).is_file():
             yolo.save(str(source))
-        ref = reference_map(source, job.data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers)
+        ref = reference_map(source, data, cfg.imgsz, cfg.batch, cfg.device, cfg.workers)
         Path(tmp / "reference.pt").unlink(missing_ok=True)
-    result = check_artifact(artifact, ref, job.data, cfg.max_drop, cfg.guard, workers=cfg.workers)
+    result = check_artifact(artifact, ref, data, cfg.max_drop, cfg.guard, workers=cfg.workers)
     if not result.passed and cfg.guard == "strict" and target.precision == "int8":
-        attempts = [{"settings": {"float_scope": job.float_scope}, "quantized": result.quantized}]
-        for change in [c for c in backend.fallbacks if any(getattr(job, k) != v for k, v in c.items())]:
+        attempts = [{"settings": {"float_scope": options.float_scope}, "quantized": result.quantized}]
+        for change in [c for c in backend.fallbacks if any(getattr(options, k) != v for k, v in c.items())]:
             LOG.warning("accuracy guard: %s; retrying with %s", result.message(target.name), change)
-            alt = Path(tempfile.mkdtemp(prefix=f".{tmp.name}-fallback-", dir=tmp.parent))
+            alt = scratch_dir(tmp.parent, f"{tmp.name.split('.tmp-')[0].lstrip('.')}-fallback")
             try:
-                alt_artifact = Path(backend.export(yolo, target, replace(job, **change), alt))
-                result = check_artifact(alt_artifact, ref, job.data, cfg.max_drop, cfg.guard, attempts,
-                                        cfg.workers)
+                alt_artifact = Path(backend.export(yolo, target, replace(options, **change), alt))
+                result = check_artifact(alt_artifact, ref, data, cfg.max_drop, cfg.guard, attempts, cfg.workers)
             except BaseException:
                 shutil.rmtree(alt, ignore_errors=True)
                 raise

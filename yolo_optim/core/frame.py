@@ -1,4 +1,4 @@
-"""End-to-end inference around a backend Runner: letterbox pre-processing, inference, NMS post-processing.
+"""One whole frame around a backend Runner: letterbox pre-processing, inference, NMS post-processing.
 
 Built from Ultralytics' own pieces (LetterBox, non_max_suppression, scale_boxes) with the predictor's defaults, so
 the end-to-end figure is what a deployed Ultralytics pipeline pays per frame, and it runs the very same Runner
@@ -13,47 +13,20 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import OptimError
+from .images import dataset_split_images, letterbox, read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREDICT_CONF = 0.25  # Ultralytics predictor defaults: the thresholds a deployment runs NMS with
 PREDICT_IOU = 0.7
 PREDICT_MAX_DET = 300
 
 
-def val_image_files(data: str | Path) -> list[Path]:
-    """The validation images of a dataset, in name order (folders searched recursively, .txt lists read)."""
-    from ..data.check import check_dataset
-
-    info = check_dataset(data, splits=("val",))
-    files: list[Path] = []
-    for src in map(Path, info["val"] if isinstance(info["val"], list) else [info["val"]]):
-        if src.is_dir():
-            files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:  # a .txt list of image paths, relative to the dataset root
-            lines = [ln.strip() for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            files += [Path(ln) if Path(ln).is_absolute() else src.parent / ln for ln in lines]
-    return files
-
-
 def first_val_image(data: str | Path) -> np.ndarray:
-    """The first validation image of a dataset (BGR, HWC uint8): a real frame gives NMS a realistic load."""
-    import cv2
-
-    for f in val_image_files(data):
-        img = cv2.imread(str(f))
+    """The first readable validation image of a dataset (BGR, HWC uint8): a real frame gives NMS a realistic load."""
+    for f in dataset_split_images(data, "val"):
+        img = read_image(f)
         if img is not None:
             return img
     raise OptimError(f"data={data}: no readable validation image; check the val: entry")
-
-
-def preprocess(img: np.ndarray, imgsz: int | tuple[int, int]) -> np.ndarray:
-    """BGR HWC uint8 -> letterboxed RGB NCHW float32 in [0, 1], as Ultralytics' predictor prepares a frame."""
-    from ultralytics.data.augment import LetterBox
-
-    shape = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    boxed = LetterBox(new_shape=shape, auto=False, stride=32)(image=img)
-    x = boxed[..., ::-1].transpose(2, 0, 1)[None]  # BGR->RGB, HWC->CHW, add batch
-    return np.ascontiguousarray(x, dtype=np.float32) / 255.0
 
 
 def _first_output(out: Any) -> Any:
@@ -85,7 +58,7 @@ def end_to_end_callable(runner: Callable[[np.ndarray], Any], img: np.ndarray, im
     orig_hw = img.shape[:2]
 
     def frame() -> Any:
-        x = preprocess(img, imgsz)
+        x = letterbox(img, imgsz)
         return postprocess(runner(x), x.shape[2:], orig_hw, end2end)
 
     return frame

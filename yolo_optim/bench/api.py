@@ -2,7 +2,8 @@
 
 Each finished row is written at once (results.json and results.csv, atomically), a failing variant records its error
 and the run goes on, an unavailable target becomes a `skipped` row with the reason, and rerunning the same command
-continues an interrupted run, keeping its measured rows.
+continues an interrupted run, keeping its measured rows. A run in which no row could be measured still writes its
+report (the errors are in it) and then fails: exit 2 when the rows failed on the user's input, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.frame import first_val_image
+from ..core.images import dataset_split_images
+from ..core.results import BenchRow
+from ..core.timing import TimingPlan
 from ..errors import OptimError
-from ..export.base import PRECISIONS, Target, get_backend, list_backends
+from ..export.base import Target, all_precisions, get_backend, list_backends
 from ..paths import run_dir
 from ..report.report import Report
-from ..report.rows import BenchRow
 from ..report.schema import SCHEMA_VERSION
 from .environment import capture_environment, hardware_name
-from .latency import TimingPlan
-from .measure import MeasureSettings, Variant, base_row, measure_variant, now, row_key
-from .pipeline import first_val_image, val_image_files
+from .variant import MeasureSettings, Variant, base_row, failed_row, measure_variant, now, row_key
 
 if TYPE_CHECKING:
     from ..config import BenchmarkConfig
@@ -33,27 +35,49 @@ SIGNATURE_KEYS = ("imgsz", "data", "warmup", "runs", "seconds", "min_runs", "thr
                   "accuracy", "batch", "device", "seed")
 
 
+class BenchmarkFailed(RuntimeError):
+    """No row of a benchmark could be measured, for a reason that is not the user's input."""
+
+
 def parse_targets(text: str) -> list[Target]:
     """`torch-cpu:fp32,openvino-cpu:int8` -> Targets (bad names fail before any work); `all` -> every target
-    available on this machine."""
+    available on this machine. The default list also gets each runtime's own default precision where it is not
+    fp32 (e.g. openvino-cpu:bf16 on a CPU with bf16), right after its fp32 target: what a plain export would run."""
+    from ..config import defaults
+
     names = [t.strip() for t in str(text or "").split(",") if t.strip()]
     if not names:
         raise OptimError("targets is empty; pass targets=torch-cpu:fp32,openvino-cpu:fp32 or targets=all")
     if [n.lower() for n in names] == ["all"]:
         return available_targets()
     targets = [Target.parse(n) for n in names]
+    if str(text) == str(defaults("benchmark")["targets"]):
+        targets = with_runtime_defaults(targets)
     return list(dict.fromkeys(targets))  # keep order, drop repeats
 
 
+def with_runtime_defaults(targets: list[Target]) -> list[Target]:
+    """After each fp32 target, the precision its runtime runs a plain export at when that is not fp32."""
+    out: list[Target] = []
+    for t in targets:
+        out.append(t)
+        if t.precision == "fp32":
+            backend = get_backend(t.backend)
+            native = backend.default_precision(t.device)
+            if native and native != "fp32" and native in backend.precisions:
+                out.append(Target(t.backend, t.device, native))
+    return out
+
+
 def available_targets() -> list[Target]:
-    """Every backend x device x precision whose runtime and device are usable here."""
+    """Every registered backend x device x precision whose runtime and device are usable here."""
     out = []
     for name in list_backends():
         backend = get_backend(name)
         for device in backend.devices:
             if not backend.availability(device)[0]:
                 continue
-            out += [Target(name, device, p) for p in PRECISIONS if p in backend.precisions]
+            out += [Target(name, device, p) for p in all_precisions() if p in backend.precisions]
     return out
 
 
@@ -136,7 +160,7 @@ def run_benchmark(cfg: "BenchmarkConfig") -> Report:
     settings = MeasureSettings(imgsz=cfg.imgsz, data=str(Path(data).resolve()), plan=plan, threads=cfg.threads,
                                throughput_batch=cfg.throughput_batch, accuracy=cfg.accuracy, batch=cfg.batch,
                                device=str(cfg.device), workers=cfg.workers, seed=cfg.seed,
-                               val_images=len(val_image_files(data)))
+                               val_images=len(dataset_split_images(data, "val")))
     signature = {"imgsz": cfg.imgsz, "data": settings.data, **asdict(plan), "threads": cfg.threads,
                  "throughput_batch": cfg.throughput_batch, "accuracy": cfg.accuracy, "batch": cfg.batch,
                  "device": str(cfg.device), "seed": cfg.seed}
@@ -165,7 +189,25 @@ def run_benchmark(cfg: "BenchmarkConfig") -> Report:
     report.complete = True
     report.save(folder)
     _print_summary(report)
+    _fail_when_nothing_measured(report, folder)
     return report
+
+
+def _fail_when_nothing_measured(report: Report, folder: Path) -> None:
+    """Raise when no row was measured: OptimError when the failures come from the input (every failed row raised
+    an OptimError) or every target was skipped, BenchmarkFailed otherwise."""
+    if any(r.ok for r in report.rows):
+        return
+    failed = [r for r in report.rows if r.status == "failed"]
+    where = f"details in {folder / 'report.md'}"
+    if not failed:
+        reasons = "; ".join(dict.fromkeys(f"{r.target}: {r.reason}" for r in report.rows))
+        raise OptimError(f"no target could be measured on this machine ({reasons}); {where}")
+    first = failed[0].error or "unknown error"
+    text = f"all {len(failed)} benchmark row(s) failed, e.g. {failed[0].model} on {failed[0].target}: {first}; {where}"
+    if all((r.error or "").startswith(("OptimError", "BackendUnavailable")) for r in failed):
+        raise OptimError(text)
+    raise BenchmarkFailed(text)
 
 
 def _one_row(variant: Variant, target: Target, s: MeasureSettings, run_id: str, env: dict[str, Any],
@@ -187,9 +229,7 @@ def _one_row(variant: Variant, target: Target, s: MeasureSettings, run_id: str, 
             import traceback
 
             traceback.print_exc()
-        msg = " ".join(str(e).split())  # one line; runtimes such as OpenVINO put the cause on later lines
-        return base_row(variant, target, s, run_id, hardware, "failed",
-                        error=f"{type(e).__name__}: {msg[:400]}{'...' if len(msg) > 400 else ''}")
+        return failed_row(variant, target, s, run_id, hardware, e)
 
 
 def _print_summary(report: Report) -> None:

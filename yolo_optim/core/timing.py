@@ -1,6 +1,6 @@
 """A careful timing harness for any callable: warm-up, a bounded timed loop, robust statistics.
 
-Used for every backend (and by pruning to time candidate models), so one rule decides what "latency" means:
+Used for every backend (and by pruning and tuning to time candidate models), so one rule decides what "latency" means:
 - warm-up calls are never timed (first calls pay for lazy allocation, kernel selection, caches);
 - the timed loop stops after `runs` calls or once `seconds` have elapsed, whichever comes first, but always
   times at least `min_runs` calls so a slow model still gets usable percentiles; the count actually timed is
@@ -16,55 +16,17 @@ import contextlib
 import gc
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from ..errors import OptimError
+from .results import LatencyStats, ThroughputStats
 
 # Benchmark scripts hold this lock while timing, so two timing runs on one machine never overlap.
 TIMING_LOCK = Path(tempfile.gettempdir()) / "yolo_optim_timing.lock"
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Per-call latency in milliseconds over `runs` timed calls."""
-
-    runs: int  # calls timed
-    median_ms: float  # 50th percentile
-    p90_ms: float  # 90th percentile
-    p99_ms: float  # 99th percentile
-    mean_ms: float  # arithmetic mean
-    std_ms: float  # sample standard deviation (0 for one run)
-    min_ms: float  # fastest call
-    max_ms: float  # slowest call
-
-    @classmethod
-    def from_samples(cls, samples_ms: Any) -> "LatencyStats":
-        a = np.asarray(samples_ms, dtype=np.float64)
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError("latency statistics need at least one timed sample")
-        p50, p90, p99 = np.percentile(a, [50, 90, 99])
-        return cls(runs=int(a.size), median_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
-                   mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if a.size > 1 else 0.0,
-                   min_ms=float(a.min()), max_ms=float(a.max()))
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ThroughputStats:
-    """Images per second at a fixed batch size."""
-
-    batch: int  # images per call
-    images_per_s: float  # batch / median call time
-    batch_latency: LatencyStats  # per-call (whole batch) latency
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch": self.batch, "images_per_s": self.images_per_s, "batch_latency": self.batch_latency.to_dict()}
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,62 @@
-"""One measured (model variant, target) pair: the row of results.json, results.csv and the report tables."""
+"""Result dataclasses: latency statistics and the benchmark row.
+
+The benchmark writes them and the report reads them; they live here, below both, so neither imports the other.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+import re
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..bench.latency import LatencyStats, ThroughputStats
+import numpy as np
 
-STATUSES = ("ok", "failed", "skipped")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def plain_text(text: str) -> str:
+    """`text` on one line without terminal colour codes (Ultralytics colours its messages)."""
+    return " ".join(_ANSI.sub("", str(text)).split())
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Per-call latency in milliseconds over `runs` timed calls."""
+
+    runs: int  # calls timed
+    median_ms: float  # 50th percentile
+    p90_ms: float  # 90th percentile
+    p99_ms: float  # 99th percentile
+    mean_ms: float  # arithmetic mean
+    std_ms: float  # sample standard deviation (0 for one run)
+    min_ms: float  # fastest call
+    max_ms: float  # slowest call
+
+    @classmethod
+    def from_samples(cls, samples_ms: Any) -> "LatencyStats":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError("latency statistics need at least one timed sample")
+        p50, p90, p99 = np.percentile(a, [50, 90, 99])
+        return cls(runs=int(a.size), median_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
+                   mean_ms=float(a.mean()), std_ms=float(a.std(ddof=1)) if a.size > 1 else 0.0,
+                   min_ms=float(a.min()), max_ms=float(a.max()))
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ThroughputStats:
+    """Images per second at a fixed batch size."""
+
+    batch: int  # images per call
+    images_per_s: float  # batch / median call time
+    batch_latency: LatencyStats  # per-call (whole batch) latency
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch, "images_per_s": self.images_per_s, "batch_latency": self.batch_latency.to_dict()}
+
+
 METRICS = ("inference", "end_to_end")  # which latency sorts tables, draws the Pareto front and bounds best()
 MAP_DECIMALS = 4  # mAP shown and compared at this precision; smaller differences are numerical noise
 
@@ -29,6 +78,7 @@ class BenchRow:
     status: str  # ok, failed or skipped
     hardware: str | None = None  # the CPU or GPU model that `device` is on this machine
     threads: int = 0  # inference threads asked for (0 = runtime default)
+    threads_used: int | None = None  # threads the runtime reports it runs with (None: it does not say)
     executed_precision: str | None = None  # precision the runtime really ran at (e.g. bf16 for an fp32 request)
     artifact: str | None = None  # exported file or folder that was measured
     artifact_reused: bool | None = None  # True when a cached export of the same source and settings was reused
@@ -71,9 +121,6 @@ class BenchRow:
         ex = self.executed_precision
         return self.precision if not ex or ex == self.precision else f"{ex} (asked {self.precision})"
 
-    def with_(self, **changes: Any) -> "BenchRow":
-        return replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
@@ -97,7 +144,7 @@ class BenchRow:
 
 CSV_COLUMNS = (
     "model", "target", "backend", "device", "hardware", "precision", "executed_precision", "status", "imgsz",
-    "threads", "map50_95", "map50", "val_images",
+    "threads", "threads_used", "map50_95", "map50", "val_images",
     "inference_median_ms", "inference_p90_ms", "inference_p99_ms", "inference_mean_ms", "inference_std_ms",
     "inference_runs", "e2e_median_ms", "e2e_p90_ms", "e2e_p99_ms", "e2e_mean_ms", "e2e_std_ms", "e2e_runs",
     "throughput_batch", "throughput_images_per_s", "size_mb", "params", "gflops", "artifact", "artifact_reused",
