@@ -10,6 +10,10 @@
 Every strategy is monotone in the level, so `search_level` finds by bisection the smallest level that meets a
 target. Channel counts of pruned groups are multiples of `round_to`; no group keeps fewer than `round_to` channels
 nor loses more than its `limit`.
+
+Each strategy is a function `(level, groups, cost_power) -> {group: channels to keep, before rounding}` registered
+in `yolo_optim.registry.ALLOCATIONS`; `allocation=` accepts any registered name. A strategy marked
+`@needs_sensitivity` gets each group's measured loss curve (the run measures the table first).
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import OptimError
+from ..registry import ALLOCATIONS
 
-STRATEGIES = ("uniform", "global", "sensitivity")
 _GRID = [i / 40 for i in range(41)]  # ratio grid for the sensitivity strategy
 
 
@@ -50,6 +54,16 @@ def round_keep(keep: float, channels: int, round_to: int, limit: float) -> int:
     return max(floor, k) if floor < channels else channels
 
 
+def needs_sensitivity(fn: Callable[..., dict[str, float]]) -> Callable[..., dict[str, float]]:
+    """Mark an allocation that reads `GroupInfo.loss_curve`: the run measures the sensitivity table for it."""
+    fn.needs_sensitivity = True  # type: ignore[attr-defined]
+    return fn
+
+
+def uses_sensitivity(strategy: str) -> bool:
+    return bool(getattr(ALLOCATIONS.get(strategy), "needs_sensitivity", False))
+
+
 def allocate(strategy: str, level: float, groups: list[GroupInfo], round_to: int = 8,
              cost_power: float = 0.0) -> dict[str, int]:
     """Channels each group keeps at pruning level `level` (0 = nothing pruned, 1 = as much as the limits allow).
@@ -58,17 +72,16 @@ def allocate(strategy: str, level: float, groups: list[GroupInfo], round_to: int
     per unit of cost (which prunes the expensive high-resolution layers first: faster, but less accurate).
     """
     level = min(max(level, 0.0), 1.0)
-    if strategy == "uniform":
-        raw = {g.name: g.channels * (1 - level * g.limit) for g in groups}
-    elif strategy == "global":
-        raw = _global(level, groups, cost_power)
-    elif strategy == "sensitivity":
-        raw = _sensitivity(level, groups)
-    else:
-        raise OptimError(f"allocation={strategy} is unknown; choose one of {', '.join(STRATEGIES)}")
-    return {g.name: round_keep(raw[g.name], g.channels, round_to, g.limit) for g in groups}
+    raw = ALLOCATIONS.get(strategy)(level, groups, cost_power)
+    return {g.name: round_keep(raw.get(g.name, g.channels), g.channels, round_to, g.limit) for g in groups}
 
 
+@ALLOCATIONS.register("uniform")
+def _uniform(level: float, groups: list[GroupInfo], cost_power: float = 0.0) -> dict[str, float]:
+    return {g.name: g.channels * (1 - level * g.limit) for g in groups}
+
+
+@ALLOCATIONS.register("global")
 def _global(level: float, groups: list[GroupInfo], cost_power: float) -> dict[str, float]:
     if level <= 0:
         return {g.name: float(g.channels) for g in groups}
@@ -102,7 +115,9 @@ def _loss_at(curve: tuple[tuple[float, float], ...], r: float) -> float:
     return best[-1][1]
 
 
-def _sensitivity(level: float, groups: list[GroupInfo]) -> dict[str, float]:
+@ALLOCATIONS.register("sensitivity")
+@needs_sensitivity
+def _sensitivity(level: float, groups: list[GroupInfo], cost_power: float = 0.0) -> dict[str, float]:
     if not any(g.loss_curve for g in groups):
         raise OptimError("allocation=sensitivity found no measured group in the sensitivity table; lower round_to "
                          "or give sensitivity_ratios that remove at least one round_to step")

@@ -8,7 +8,6 @@ steps/stepK/{pruned,finetuned}.pt and the Ultralytics fine-tuning folders, state
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from torch import nn
 
 from ..errors import OptimError
 from ..paths import run_dir, write_json_atomic
+from ..registry import ALLOCATIONS, IMPORTANCES
 from .checkpoint import load_source, write_checkpoint
 from .graph import PruningGraph
 from .latency import LatencyGoal, parse_target
@@ -62,9 +62,13 @@ def _check_combination(cfg: PruneConfig, goal: LatencyGoal | None, measure: str)
         if goal is not None or measure == "flops":
             raise OptimError("kind=weight keeps every shape, so it cannot reduce FLOPs or latency on dense runtimes; "
                              "use target=params (the fraction of weights zeroed) or kind=structured")
-        if cfg.method == "bn":
-            raise OptimError("method=bn scores channels, not single weights; for kind=weight use l1, l2, taylor or "
-                             "random")
+        criterion = IMPORTANCES.get(cfg.method)
+        if not getattr(criterion, "ranks_weights", False):
+            usable = ", ".join(n for n, c in IMPORTANCES.items() if getattr(c, "ranks_weights", False))
+            raise OptimError(f"method={cfg.method} scores channels, not single weights; for kind=weight use {usable}")
+    else:
+        IMPORTANCES.get(cfg.method)  # an unknown name is a one-line error naming the closest one
+    ALLOCATIONS.get(cfg.allocation)
     if cfg.sparsity_epochs and cfg.method != "bn":
         LOG.warning("sparsity_epochs=%d trains BatchNorm scales sparse, which only method=bn uses to rank channels",
                     cfg.sparsity_epochs)
@@ -80,6 +84,7 @@ def run_prune(cfg: PruneConfig) -> PruneResult:
     if cfg.sensitivity_table and not Path(cfg.sensitivity_table).is_file():
         raise OptimError(f"sensitivity_table={cfg.sensitivity_table} does not exist; give the sensitivity.csv of an "
                          "earlier run or leave it empty")
+    _check_device(cfg.device)
     model_path, data = resolve_model_and_data(cfg)
     module, train_args, sha, source = load_source(model_path)
     if type(module).__name__ not in PRUNABLE_MODELS:
@@ -146,7 +151,7 @@ def _open_run_dir(cfg: PruneConfig, sha: str) -> Path:
     import json
 
     if cfg.resume:
-        save_dir = run_dir("prune", cfg.project, cfg.name, exist_ok=True)
+        save_dir = run_dir("prune", cfg.project, cfg.name, exist_ok=True).resolve()
         state = save_dir / "state.json"
         if not state.exists():
             raise OptimError(f"resume=True but {save_dir} holds no unfinished pruning run (no state.json); "
@@ -159,12 +164,35 @@ def _open_run_dir(cfg: PruneConfig, sha: str) -> Path:
             raise OptimError(f"resume=True but {save_dir} was started with other settings "
                              f"({', '.join(diff) or 'another model'}); resume with the same arguments")
         return save_dir
-    save_dir = run_dir("prune", cfg.project, cfg.name, cfg.exist_ok)
-    if save_dir.exists() and cfg.exist_ok:
-        shutil.rmtree(save_dir)
-    save_dir.mkdir(parents=True)
+    # exist_ok reuses project/name: nothing there is deleted; this run's files replace those of the same name, and
+    # the fresh state.json makes it ignore what an earlier run left (steps, fine-tunes, sensitivity rows)
+    save_dir = run_dir("prune", cfg.project, cfg.name, cfg.exist_ok).resolve()
+    save_dir.mkdir(parents=True, exist_ok=cfg.exist_ok)
     write_json_atomic(save_dir / "state.json", {"config": cfg.to_dict(), "source_sha256": sha})
     return save_dir
+
+
+def _check_device(device: str) -> None:
+    """A device torch cannot use is a one-line error before anything is written."""
+    import os
+
+    from ultralytics.utils.torch_utils import select_device
+
+    from ..export.artifact import quiet_ultralytics
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # select_device sets it; the trainers set it again later
+    try:
+        with quiet_ultralytics():  # it logs its version banner before raising
+            select_device(str(device), verbose=False)
+    except (ValueError, RuntimeError, AssertionError) as e:  # Ultralytics: a ValueError, several lines long
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise OptimError(f"device={device} cannot be used here ({first[:160]}); use device=cpu or a visible GPU "
+                         "index such as device=0") from None
+    finally:
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def _print_summary(r: PruneResult, cfg: PruneConfig) -> None:

@@ -12,19 +12,7 @@ from torch import nn
 
 from ..errors import OptimError
 
-# The primary accuracy figure per task: boxes for detect/obb, masks for segment, keypoints for pose.
-MAP_KEYS = {"detect": "metrics/mAP50-95(B)", "obb": "metrics/mAP50-95(B)", "segment": "metrics/mAP50-95(M)",
-            "pose": "metrics/mAP50-95(P)"}
-
-
-def validator_class(task: str) -> Any:
-    from ultralytics.models import yolo
-
-    table = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
-             "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}
-    if task not in table:
-        raise OptimError(f"task '{task}' cannot be pruned; supported tasks: {', '.join(table)}")
-    return table[task]
+from ..core.tasks import read_map, validator_class  # the one table of validators and mAP keys per task
 
 
 def val_subset_yaml(data: str | Path, images: int, out_dir: Path, seed: int = 0) -> Path:
@@ -40,6 +28,8 @@ def val_subset_yaml(data: str | Path, images: int, out_dir: Path, seed: int = 0)
         raise OptimError(f"data={data} has no validation images; the pruner needs its val split to measure mAP")
     rng = random.Random(seed)
     chosen = sorted(rng.sample(paths, min(images, len(paths)))) if images and images < len(paths) else paths
+    # absolute: Ultralytics joins a relative `val` onto `path`, which would resolve a relative folder twice
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     listing = out_dir / "val_subset.txt"
     listing.write_text("\n".join(str(p) for p in chosen) + "\n")
@@ -51,16 +41,9 @@ def val_subset_yaml(data: str | Path, images: int, out_dir: Path, seed: int = 0)
 
 
 def _image_files(val: Any) -> list[str]:
-    from ultralytics.data.utils import IMG_FORMATS
+    from ..core.images import split_images
 
-    out: list[str] = []
-    for v in val if isinstance(val, list) else [val]:
-        p = Path(str(v))
-        if p.is_dir():
-            out += sorted(str(q) for q in p.rglob("*") if q.suffix[1:].lower() in IMG_FORMATS)
-        elif p.suffix == ".txt" and p.is_file():
-            out += [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
-    return out
+    return [str(p) for p in split_images({"val": val}, "val")]
 
 
 def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, device: str = "cpu",
@@ -84,4 +67,5 @@ def val_map(model: nn.Module, data: str | Path, imgsz: int, batch: int = 16, dev
 
 
 def primary_map(stats: dict[str, float], task: str) -> float:
-    return float(stats.get(MAP_KEYS.get(task, MAP_KEYS["detect"]), 0.0))
+    """mAP50-95 of the task's primary output (boxes, masks or keypoints); a missing key is an error, never 0."""
+    return read_map(stats, task, primary=True).map50_95

@@ -1,9 +1,12 @@
-"""Channel importance criteria: each returns one score per channel of a group (higher = keep).
+"""Importance criteria: each scores every channel of a group (higher = keep), and optionally single weights.
 
 - l1 / l2: magnitude of every weight the channel owns across the whole group (Torch-Pruning's group norm);
 - bn: |gamma| of the group's BatchNorms (network slimming; pair it with `sparsity_epochs` for the L1 phase);
 - taylor: |w * dL/dw| summed over the group, with the detection loss on a few training batches;
 - random: a seeded random score, the baseline every criterion must beat.
+
+Each is a class registered in `yolo_optim.registry.IMPORTANCES`; `method=` accepts any registered name, so a new
+criterion is one subclass of `Importance` with `@IMPORTANCES.register("name")` (see the README's "Extending").
 """
 
 from __future__ import annotations
@@ -15,53 +18,136 @@ import torch
 from torch import nn
 
 from ..errors import OptimError
+from ..registry import IMPORTANCES
 from .graph import PruningGraph
 
-CRITERIA = ("l1", "l2", "bn", "taylor", "random")
+
+class Importance:
+    """A criterion: `__call__(group)` scores the channels of a Torch-Pruning group (None = cannot score it).
+
+    `needs_gradients`: the model's `.grad` must hold the loss gradient (filled by `accumulate_gradients`).
+    `weight_scores(weight)`: one score per single weight, for kind=weight; criteria that rank only whole channels
+    leave `ranks_weights` False and kind=weight refuses them.
+    """
+
+    needs_gradients = False
+    ranks_weights = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def __call__(self, group: Any) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def weight_scores(self, weight: nn.Parameter) -> torch.Tensor:
+        raise OptimError(f"{type(self).__name__} scores channels, not single weights; for kind=weight use "
+                         f"{', '.join(n for n, c in IMPORTANCES.items() if getattr(c, 'ranks_weights', False))}")
 
 
-def make_criterion(method: str, seed: int = 0) -> Any:
-    """The Torch-Pruning importance object for a method name (raw scores; normalisation is the allocator's job)."""
-    import torch_pruning as tp
+class _TorchPruning(Importance):
+    """A Torch-Pruning importance object with raw scores (normalisation is the allocator's job)."""
 
-    imp = tp.importance
-    if method == "l1":
-        return imp.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
-    if method == "l2":
-        return imp.GroupMagnitudeImportance(p=2, group_reduction="mean", normalizer=None)
-    if method == "bn":
-        return imp.BNScaleImportance(group_reduction="mean", normalizer=None)
-    if method == "taylor":
-        return imp.GroupTaylorImportance(group_reduction="mean", normalizer=None)
-    if method == "random":
-        return _SeededRandom(seed)
-    raise OptimError(f"method={method} is not an importance criterion; choose one of {', '.join(CRITERIA)}")
+    def _make(self) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, group: Any) -> torch.Tensor | None:
+        if not hasattr(self, "_tp"):
+            self._tp = self._make()
+        return self._tp(group)
 
 
-class _SeededRandom:
+@IMPORTANCES.register("l1")
+class L1(_TorchPruning):
+    ranks_weights = True
+
+    def _make(self) -> Any:
+        import torch_pruning as tp
+
+        return tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer=None)
+
+    def weight_scores(self, weight: nn.Parameter) -> torch.Tensor:
+        return weight.detach().abs()
+
+
+@IMPORTANCES.register("l2")
+class L2(L1):
+    def _make(self) -> Any:
+        import torch_pruning as tp
+
+        return tp.importance.GroupMagnitudeImportance(p=2, group_reduction="mean", normalizer=None)
+
+
+@IMPORTANCES.register("bn")
+class BatchNormScale(_TorchPruning):
+    def _make(self) -> Any:
+        import torch_pruning as tp
+
+        return tp.importance.BNScaleImportance(group_reduction="mean", normalizer=None)
+
+
+@IMPORTANCES.register("taylor")
+class Taylor(_TorchPruning):
+    needs_gradients = True
+    ranks_weights = True
+
+    def _make(self) -> Any:
+        import torch_pruning as tp
+
+        return tp.importance.GroupTaylorImportance(group_reduction="mean", normalizer=None)
+
+    def weight_scores(self, weight: nn.Parameter) -> torch.Tensor:
+        if weight.grad is None:
+            raise OptimError("internal error: method=taylor scored weights before their gradients were computed")
+        return (weight.detach() * weight.grad.detach()).abs()
+
+
+@IMPORTANCES.register("random")
+class SeededRandom(Importance):
     """Uniform random scores from a private generator, so a random baseline is reproducible."""
 
-    def __init__(self, seed: int) -> None:
+    ranks_weights = True
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__(seed)
         self.gen = torch.Generator().manual_seed(seed)
 
     def __call__(self, group: Any) -> torch.Tensor:
         return torch.rand(len(group[0].idxs), generator=self.gen)
 
+    def weight_scores(self, weight: nn.Parameter) -> torch.Tensor:
+        return torch.rand(weight.shape, generator=self.gen)
 
-def score_groups(graph: PruningGraph, method: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Per-channel scores of every group, keyed by group name. Taylor needs `accumulate_gradients` first."""
+
+def make_criterion(method: str, seed: int = 0) -> Importance:
+    """The registered criterion `method`, seeded; an unknown name is a one-line error naming the closest one."""
+    return IMPORTANCES.get(method)(seed)
+
+
+def score_groups(graph: PruningGraph, method: str, seed: int = 0, data: str | Path | None = None, imgsz: int = 256,
+                 batches: int = 4) -> dict[str, torch.Tensor]:
+    """Per-channel scores of every group, keyed by group name.
+
+    A criterion that needs gradients gets them here, from the loss on `batches` training batches of `data`.
+    """
     criterion = make_criterion(method, seed)
+    if getattr(criterion, "needs_gradients", False):
+        if not data:
+            raise OptimError(f"method={method} scores channels with the loss gradient; give data=")
+        accumulate_gradients(graph.model, data, imgsz, batches, seed=seed)
     scores: dict[str, torch.Tensor] = {}
-    for g in graph.groups:
-        with torch.no_grad():
-            s = criterion(graph.full_group(g))
-        if s is None:  # e.g. a group without BatchNorm under `bn`: fall back to the L1 norm
-            s = make_criterion("l1")(graph.full_group(g))
-        s = torch.nan_to_num(s.detach().float().cpu(), nan=0.0)
-        if s.numel() != graph.channels(g):
-            raise OptimError(f"internal error: {method} scored {s.numel()} channels of {g.name}, "
-                             f"which has {graph.channels(g)}")
-        scores[g.name] = s
+    try:
+        for g in graph.groups:
+            with torch.no_grad():
+                s = criterion(graph.full_group(g))
+            if s is None:  # e.g. a group without BatchNorm under `bn`: fall back to the L1 norm
+                s = make_criterion("l1")(graph.full_group(g))
+            s = torch.nan_to_num(s.detach().float().cpu(), nan=0.0)
+            if s.numel() != graph.channels(g):
+                raise OptimError(f"internal error: {method} scored {s.numel()} channels of {g.name}, "
+                                 f"which has {graph.channels(g)}")
+            scores[g.name] = s
+    finally:
+        graph.model.zero_grad(set_to_none=True)
     return scores
 
 
@@ -106,6 +192,10 @@ def accumulate_gradients(model: nn.Module, data: str | Path, imgsz: int, batches
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
     model.zero_grad(set_to_none=True)
+    # a checkpoint stripped by Ultralytics (a fine-tuned step's best.pt) has requires_grad off everywhere
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(True)
     try:
         for b in _loss_batches(model, data, imgsz, batches, batch, seed):
             loss, _ = model.loss(b)
@@ -113,6 +203,8 @@ def accumulate_gradients(model: nn.Module, data: str | Path, imgsz: int, batches
     finally:
         model.args, model.criterion = saved_args, saved_criterion
         model.train(was_training)
+        for p in frozen:
+            p.requires_grad_(False)
 
 
 def _hyp(args: Any) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from torch import nn
 
 from .. import __version__
 from ..paths import write_json_atomic
+from .allocate import uses_sensitivity
 from .evaluate import primary_map, val_map, val_subset_yaml
 from .latency import LatencyGoal, measure_latency
 from .measure import model_size
 from .schedule import Context, run_steps, sparsity_phase
-from .sensitivity import analyse, curves, plot_table
+from .sensitivity import analyse, curves, plot_table, write_table
 from .structured import StepSpec, group_widths, prune_step, size_of
 from .unstructured import masks_of, sparsify, sparsity_report
 
@@ -46,9 +47,9 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
                             "round_to": cfg.round_to, "max_layer_ratio": cfg.max_layer_ratio, "steps": cfg.steps,
                             "epochs": cfg.epochs, "task": task, "distilled": bool(cfg.distill and ctx.teacher)}
     if cfg.kind == "weight":
-        if cfg.allocation == "sensitivity":
+        if cfg.allocation != "uniform":
             LOG.info("kind=weight ranks single weights, not layers: allocation=global is used")
-        ctx.prune_fn = lambda m, r: _sparsify_step(cfg, m, r)
+        ctx.prune_fn = lambda m, r: _sparsify_step(cfg, m, r, data)
         ctx.masks_fn = masks_of
         model, records = run_steps(ctx, prepared)
         report = sparsity_report(model)
@@ -61,7 +62,7 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
                         measure="flops" if measure == "latency" else measure, removed=cfg.ratio,
                         round_to=cfg.round_to, max_layer_ratio=cfg.max_layer_ratio, imgsz=cfg.imgsz, seed=cfg.seed,
                         data=data, taylor_batches=cfg.taylor_batches)
-        table = _sensitivity(cfg, ctx, model, data, ratios) if cfg.allocation == "sensitivity" else None
+        table = _sensitivity(cfg, ctx, model, data, ratios) if uses_sensitivity(cfg.allocation) else None
         base = size_of(model, spec.measure, min(cfg.imgsz, 320))
         if goal is not None:
             spec = replace(spec, removed=_flops_for_latency(cfg, ctx, model, spec, base, widths, goal, table))
@@ -94,9 +95,9 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
     return model, {"meta": meta}
 
 
-def _sparsify_step(cfg: Any, model: nn.Module, sparsity: float) -> tuple[nn.Module, dict[str, Any]]:
+def _sparsify_step(cfg: Any, model: nn.Module, sparsity: float, data: str) -> tuple[nn.Module, dict[str, Any]]:
     allocation = "uniform" if cfg.allocation == "uniform" else "global"
-    pruned, _ = sparsify(model, sparsity, cfg.method, allocation, cfg.seed)
+    pruned, _ = sparsify(model, sparsity, cfg.method, allocation, cfg.seed, data, cfg.imgsz, cfg.taylor_batches)
     return pruned, {"removed": sparsity_report(pruned).sparsity}
 
 
@@ -104,12 +105,19 @@ def _sensitivity(cfg: Any, ctx: Context, model: nn.Module, data: str,
                  ratios: tuple[float, ...]) -> dict[str, tuple[tuple[float, float], ...]]:
     folder = ctx.save_dir
     table = folder / "sensitivity.csv"
-    if cfg.sensitivity_table and not table.exists():
-        shutil.copyfile(cfg.sensitivity_table, table)  # rows measured before are kept; missing ones are measured
+    if not ctx.state.get("sensitivity"):  # first time in this run: an earlier run's table here is not reused
+        given = Path(cfg.sensitivity_table) if cfg.sensitivity_table else None
+        if given is not None and given.resolve() != table.resolve():
+            shutil.copyfile(given, table)  # rows measured before are kept; missing ones are measured
+        elif given is None:
+            write_table([], table)
+        ctx.state["sensitivity"] = str(table)
+        ctx.save_state()
     subset = val_subset_yaml(data, cfg.sensitivity_images, folder / "sensitivity_val", cfg.seed) \
         if cfg.sensitivity_images else data
     rows = analyse(model, subset, cfg.imgsz, ratios, cfg.method, cfg.round_to, table,
-                   cfg.batch, cfg.seed, calibrate=cfg.calib_batches > 0, kind=cfg.kind)
+                   cfg.batch, cfg.seed, calibrate=cfg.calib_batches > 0, kind=cfg.kind,
+                   taylor_batches=cfg.taylor_batches)
     plot_table(rows, folder / "sensitivity.png")
     return curves(rows)
 

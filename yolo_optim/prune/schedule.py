@@ -63,11 +63,15 @@ def _finetune(ctx: Context, model: nn.Module, folder: Path, epochs: int, meta: d
     if epochs <= 0:
         return model
     start = folder / "pruned.pt"
-    if not start.exists():
+    # only a fine-tune this run started is resumed; files an earlier run left in a reused (exist_ok) folder are not
+    resuming = ctx.state.get("training") == str(folder) and start.exists()
+    if not resuming:
         write_checkpoint(model, start, ctx.train_args, meta)
+        ctx.state["training"] = str(folder)
+        ctx.save_state()
     c = ctx.cfg
     weights = finetune(start, ctx.data, epochs, folder / "train", c.imgsz, c.batch, c.device, c.workers, c.seed,
-                       bn_l1=bn_l1, weight_masks=ctx.masks_fn(model), resume=True, train_args=_train_args(ctx))
+                       bn_l1=bn_l1, weight_masks=ctx.masks_fn(model), resume=resuming, train_args=_train_args(ctx))
     return YOLO(str(weights)).model.float()
 
 
@@ -112,13 +116,13 @@ def run_steps(ctx: Context, model: nn.Module) -> tuple[nn.Module, list[dict[str,
         folder = ctx.save_dir / "steps" / f"step{k}"
         goal = c.ratio * k / c.steps
         pruned_path = folder / "pruned.pt"
-        if pruned_path.exists():  # pruned before the kill; its fine-tune resumes inside _finetune
-            pruned, info = _load(pruned_path), dict(ctx.state.get("pending", {}))
+        if ctx.state.get("pending_step") == k and pruned_path.exists():  # pruned before the kill; its fine-tune
+            pruned, info = _load(pruned_path), dict(ctx.state.get("pending", {}))  # resumes inside _finetune
         else:
             pruned, info = ctx.prune_fn(model, goal)
             _recalibrate(ctx, pruned)
             write_checkpoint(pruned, pruned_path, ctx.train_args, {"step": k, **info})
-            ctx.state["pending"] = info
+            ctx.state.update(pending=info, pending_step=k)
             ctx.save_state()
         epochs = c.epochs if last else c.step_epochs
         trained = _finetune(ctx, pruned, folder, epochs, {"step": k, **info})
@@ -131,6 +135,7 @@ def run_steps(ctx: Context, model: nn.Module) -> tuple[nn.Module, list[dict[str,
             LOG.warning("step %d lost %.4f mAP50-95 (> max_drop=%s): stopping at step %d", k, drop, c.max_drop, k - 1)
             ctx.state.update(stopped=True, stop_reason=f"step {k} dropped {drop:.4f} > max_drop {c.max_drop}")
             ctx.state.pop("pending", None)
+            ctx.state.pop("pending_step", None)
             ctx.save_state()
             return _final_after_stop(ctx, records)
         ckpt = folder / "finetuned.pt"
@@ -139,6 +144,7 @@ def run_steps(ctx: Context, model: nn.Module) -> tuple[nn.Module, list[dict[str,
         records.append(record)
         ctx.state["steps"] = records
         ctx.state.pop("pending", None)
+        ctx.state.pop("pending_step", None)
         ctx.save_state()
         model = trained
         if drop > c.max_drop and last:

@@ -20,7 +20,7 @@ from ..paths import write_text_atomic
 from .allocate import round_keep
 from .evaluate import primary_map, val_map
 from .graph import PruningGraph, refresh_block_attributes
-from .importance import accumulate_gradients, recalibrate_batchnorm, score_groups
+from .importance import recalibrate_batchnorm, score_groups
 from .measure import model_size
 
 LOG = logging.getLogger("yolo_optim.prune")
@@ -61,17 +61,17 @@ def curves(rows: list[SensitivityRow]) -> dict[str, tuple[tuple[float, float], .
 
 def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float, ...], method: str,
             round_to: int, table: Path, batch: int = 16, seed: int = 0, calibrate: bool = True,
-            kind: str = "structured") -> list[SensitivityRow]:
-    """Measure (or finish measuring: rows already in `table` are kept) the loss of pruning each group alone."""
+            kind: str = "structured", taylor_batches: int = 4) -> list[SensitivityRow]:
+    """Measure (or finish measuring: rows already in `table` are kept) the loss of pruning each group alone.
+
+    Gradient criteria (taylor) score channels on `taylor_batches` training batches of `data`.
+    """
     done = read_table(table) if table.exists() else []
     have = {(r.group, round(r.ratio, 4)) for r in done}
     reference = primary_map(val_map(model, data, imgsz, batch), getattr(model, "task", "detect"))
     base_macs = model_size(model, min(imgsz, 320)).macs
     graph = PruningGraph(model, round_to)
-    if method == "taylor":
-        accumulate_gradients(graph.model, data, imgsz, seed=seed)
-    scores = score_groups(graph, method, seed)
-    graph.model.zero_grad(set_to_none=True)
+    scores = score_groups(graph, method, seed, data, imgsz, taylor_batches)
     todo = [(g, r) for g in graph.groups for r in ratios if (g.name, round(r, 4)) not in have
             and (kind != "neuron" or g.pointwise)]
     LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f; each is a validation, so this "
@@ -109,10 +109,7 @@ def plot_table(rows: list[SensitivityRow], path: Path) -> Path | None:
     """Heat map: one row per group, one column per ratio, colour = mAP loss."""
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..core.plotting import plt  # an Agg canvas per figure, no process-wide matplotlib.use
     import numpy as np
 
     groups = list(dict.fromkeys(r.group for r in rows))

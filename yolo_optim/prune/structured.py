@@ -17,7 +17,7 @@ from torch import nn
 from ..errors import OptimError
 from .allocate import GroupInfo, allocate, search_level, search_prefix
 from .graph import PruningGraph, refresh_block_attributes
-from .importance import accumulate_gradients, score_groups
+from .importance import score_groups
 from .measure import SizeModel, channel_costs, model_size
 from .transform import rewrite_split_blocks
 
@@ -75,12 +75,7 @@ def size_of(model: nn.Module, measure: str, imgsz: int, graph: PruningGraph | No
 def group_infos(graph: PruningGraph, spec: StepSpec, original: dict[str, int],
                 curves: dict[str, tuple[tuple[float, float], ...]] | None = None) -> list[GroupInfo]:
     """What the allocator needs per group; sensitivity curves are re-based from original to current widths."""
-    if spec.method == "taylor":
-        if not spec.data:
-            raise OptimError("method=taylor needs data= (it scores channels with the loss gradient)")
-        accumulate_gradients(graph.model, spec.data, spec.imgsz, spec.taylor_batches, seed=spec.seed)
-    scores = score_groups(graph, spec.method, spec.seed)
-    graph.model.zero_grad(set_to_none=True)
+    scores = score_groups(graph, spec.method, spec.seed, spec.data, spec.imgsz, spec.taylor_batches)
     costs = channel_costs(graph, min(spec.imgsz, 320)) if spec.measure == "flops" else \
         _param_costs(graph) if spec.measure == "params" else {g.name: 1.0 for g in graph.groups}
     infos = []

@@ -49,27 +49,27 @@ def _ancestors(model: nn.Module, name: str) -> list[nn.Module]:
     return [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
 
 
-def weight_scores(model: nn.Module, method: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Per-weight importance: |w| (l1/l2 rank the same), |w * grad| (taylor, grads filled first), or random."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, p in prunable_weights(model).items():
-        w = p.detach().abs()
-        if method in ("l1", "l2"):
-            out[name] = w
-        elif method == "taylor":
-            if p.grad is None:
-                raise OptimError("method=taylor needs gradients; give data= so the loss can be computed")
-            out[name] = (p.detach() * p.grad.detach()).abs()
-        elif method == "random":
-            out[name] = torch.rand(w.shape, generator=gen)
-        else:
-            raise OptimError(f"method={method} cannot rank single weights; use l1, l2, taylor or random")
-    return out
+def weight_scores(model: nn.Module, method: str, seed: int = 0, data: str | None = None, imgsz: int = 256,
+                  batches: int = 4) -> dict[str, torch.Tensor]:
+    """Per-weight importance from the registered criterion `method` (taylor: gradients from `data` first)."""
+    from .importance import accumulate_gradients, make_criterion
+
+    criterion = make_criterion(method, seed)
+    if not getattr(criterion, "ranks_weights", False):
+        criterion.weight_scores(next(iter(prunable_weights(model).values())))  # raises the one-line refusal
+    if getattr(criterion, "needs_gradients", False):
+        if not data:
+            raise OptimError(f"method={method} ranks weights by the loss gradient; give data=")
+        accumulate_gradients(model, data, imgsz, batches, seed=seed)
+    try:
+        return {name: criterion.weight_scores(p) for name, p in prunable_weights(model).items()}
+    finally:
+        model.zero_grad(set_to_none=True)
 
 
 def sparsify(model: nn.Module, sparsity: float, method: str = "l1", allocation: str = "global",
-             seed: int = 0) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+             seed: int = 0, data: str | None = None, imgsz: int = 256,
+             batches: int = 4) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A copy of `model` with `sparsity` of its prunable weights zeroed, and the 0/1 masks (parameter name -> mask).
 
     global: one threshold over all layers (scores normalised by each layer's mean, so layers compare fairly);
@@ -80,7 +80,7 @@ def sparsify(model: nn.Module, sparsity: float, method: str = "l1", allocation: 
     if allocation not in ("global", "uniform"):
         raise OptimError(f"allocation={allocation} is not available for kind=weight; use global or uniform")
     pruned = copy.deepcopy(model)
-    scores = weight_scores(model, method, seed)
+    scores = weight_scores(model, method, seed, data, imgsz, batches)
     if not scores:
         raise OptimError("the model has no prunable conv or linear weights")
     params = prunable_weights(pruned)

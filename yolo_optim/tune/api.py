@@ -4,12 +4,16 @@ Run folder (runs/optim/tune/<name>): args.yaml and space.yaml (what was asked, r
 (the dataset with an absolute root, because trials run in their own working folders), ray/ (Ray's experiment:
 state for resume, per-trial TensorBoard logs and checkpoints), latency.json, then trials.csv/json,
 best_hyperparameters.yaml, weights/best.pt and plots/ when the search ends.
+
+exist_ok=True reuses project/name without deleting anything: the new search's files replace those of the same
+name, and its Ray experiment goes to the next free ray-N folder (resume continues the newest one).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,7 +24,7 @@ import yaml
 from ..config import TuneConfig, load_yaml_file, make_config
 from ..errors import OptimError, missing_extra
 from ..paths import run_dir, write_text_atomic
-from .objective import Objective, make_objective, measure_latency_table
+from .objective import Objective, check_logged, make_objective, measure_latency_table
 from .results import (
     TuneResult,
     best_train_args,
@@ -31,7 +35,7 @@ from .results import (
 from .space import SearchSpace, latency_axes, load_space
 from .trainable import TrialSetup, train_trial
 
-EXPERIMENT = "ray"  # Ray's experiment folder inside the run folder
+EXPERIMENT = "ray"  # Ray's experiment folder inside the run folder (ray-2, ray-3... in a reused folder)
 # Settings a resumed search may change; everything else comes from the interrupted run's args.yaml.
 RESUME_OVERRIDES = ("resume", "address", "verbose")
 
@@ -74,14 +78,18 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
         import ray.tune  # only checks that Ray Tune is installed
     except ImportError:
         raise missing_extra("ray[tune]") from None
+    if cfg.address:
+        _check_address(cfg.address)  # before anything is written: a wrong address would hang in ray.init
     save_dir, cfg, search_space = _prepare(cfg, space)
     objective = make_objective(cfg.objective, cfg.objective_mode, cfg.latency_target, cfg.latency_budget,
                                cfg.latency_weight)
-    from .searchers import make_search_plan
+    from .searchers import make_scheduler, make_search_plan
 
+    make_scheduler(cfg.scheduler, cfg, objective.mode)  # an unknown name fails here, before any file is written
     plan = None if cfg.resume else make_search_plan(cfg.search, search_space, "objective", objective.mode,
                                                       cfg.trials, cfg.seed, cfg.concurrency)
-    model, data = _model_and_data(cfg, save_dir, float(search_space.fixed.get("fraction", 1.0)))
+    model, data = _model_and_data(cfg, save_dir, float(search_space.fixed.get("fraction", 1.0)), objective)
+    experiment = _experiment_name(save_dir, cfg.resume)
     _write_inputs(save_dir, cfg, model, data, search_space)
     latency = {}
     if objective.uses_latency:
@@ -89,7 +97,7 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
                                         save_dir / "latency.json")
     started = _init_ray(cfg)
     try:
-        tuner = _make_tuner(cfg, save_dir, search_space, objective, plan, model, data, latency)
+        tuner = _make_tuner(cfg, save_dir, experiment, search_space, objective, plan, model, data, latency)
         print(f"tune: {cfg.search} search, {cfg.trials} trials x {cfg.epochs} epochs, "
               f"scheduler={cfg.scheduler or 'none'}, {cfg.concurrency} at once; objective={objective.metric} "
               f"({objective.mode}); results in {save_dir}")
@@ -106,7 +114,7 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
             import ray
 
             ray.shutdown()
-    return _finish(cfg, save_dir, search_space, objective, model, data, wall)
+    return _finish(cfg, save_dir, experiment, search_space, objective, model, data, wall)
 
 
 def _prepare(cfg: TuneConfig, space: dict[str, Any] | None) -> tuple[Path, TuneConfig, SearchSpace]:
@@ -117,7 +125,8 @@ def _prepare(cfg: TuneConfig, space: dict[str, Any] | None) -> tuple[Path, TuneC
     save_dir = run_dir("tune", cfg.project, cfg.name, exist_ok=True).resolve()
     from ray import tune as ray_tune
 
-    if not (save_dir / "args.yaml").is_file() or not ray_tune.Tuner.can_restore(str(save_dir / EXPERIMENT)):
+    experiment = save_dir / _experiment_name(save_dir, resume=True)
+    if not (save_dir / "args.yaml").is_file() or not ray_tune.Tuner.can_restore(str(experiment)):
         raise OptimError(f"resume=True but {save_dir} holds no interrupted search; pass the name= of the search to "
                          "continue, or run without resume")
     saved = load_yaml_file(save_dir / "args.yaml", what="args")
@@ -125,8 +134,35 @@ def _prepare(cfg: TuneConfig, space: dict[str, Any] | None) -> tuple[Path, TuneC
     return save_dir, make_config("tune", saved), load_space(save_dir / "space.yaml")
 
 
-def _model_and_data(cfg: TuneConfig, save_dir: Path, fraction: float) -> tuple[str, str]:
-    """Absolute model and data paths; the model is loaded once here so a bad one fails before Ray starts."""
+def _experiment_name(save_dir: Path, resume: bool) -> str:
+    """Ray's experiment folder: on resume the newest one; for a new search the first free one (ray, ray-2, ...)."""
+    numbers = sorted(int(m[1] or 1) for p in save_dir.glob(f"{EXPERIMENT}*")
+                     if p.is_dir() and (m := re.fullmatch(rf"{EXPERIMENT}(?:-(\d+))?", p.name)))
+    if not numbers:
+        return EXPERIMENT
+    n = numbers[-1] if resume else numbers[-1] + 1
+    return EXPERIMENT if n == 1 else f"{EXPERIMENT}-{n}"
+
+
+def _check_address(address: str) -> None:
+    """A host:port (or ray://host:port) where nothing listens is a one-line error within seconds, not a hang."""
+    if address in ("auto", "local"):
+        return  # Ray finds (or fails to find) the local cluster itself, quickly
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise OptimError(f"address={address} is not understood; use auto, HOST:PORT (the head's GCS port, "
+                         "usually 6379) or ray://HOST:10001")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__ if not isinstance(e, TimeoutError) else "no answer in 3 s"
+        raise OptimError(f"address={address}: nothing answers at {host}:{port} ({why}); start the cluster with "
+                         "`ray start --head` there, or fix address=") from None
+
+
+def _model_and_data(cfg: TuneConfig, save_dir: Path, fraction: float, objective: Objective) -> tuple[str, str]:
+    """Absolute model and data paths; the model is loaded once here so a bad one (or an objective its training
+    never logs) fails before anything is written or Ray starts."""
     from ..data.baseline import resolve_model_and_data
     from ..data.check import check_dataset
     from ..models import load_yolo
@@ -136,13 +172,13 @@ def _model_and_data(cfg: TuneConfig, save_dir: Path, fraction: float) -> tuple[s
     model, data = resolve_model_and_data(cfg)
     if Path(model).exists():
         model = str(Path(model).resolve())
-    task = load_yolo(model, tasks=("detect", "segment", "pose", "obb")).task
+    yolo = load_yolo(model, tasks=("detect", "segment", "pose", "obb"))
+    task = yolo.task
+    check_logged(objective, yolo)
     info = check_dataset(data)
     raw = load_yaml_file(data, what="data")
     raw["path"] = str(Path(info["path"]).resolve())  # trials train from other working folders
     save_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (EXPERIMENT, "weights", "plots"):  # exist_ok=True starts a new search in the same folder
-        shutil.rmtree(save_dir / stale, ignore_errors=True)
     write_text_atomic(save_dir / "data.yaml", yaml.safe_dump(raw, sort_keys=False))
     _write_label_caches(check_dataset(save_dir / "data.yaml"), task, fraction)
     return model, str(save_dir / "data.yaml")
@@ -201,11 +237,12 @@ def _trial_resources(cfg: TuneConfig) -> tuple[int, float, str]:
     return cpus, gpus, "0" if gpus > 0 else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU
 
 
-def _make_tuner(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: Objective, plan: Any, model: str,
-                data: str, latency: dict[str, float]) -> Any:
+def _make_tuner(cfg: TuneConfig, save_dir: Path, experiment: str, space: SearchSpace, objective: Objective,
+                plan: Any, model: str, data: str, latency: dict[str, float]) -> Any:
     from ray import tune as ray_tune
 
-    from .searchers import TrialLog
+    from .progress import TrialLog
+    from .searchers import make_scheduler
 
     cpus, gpus, device = _trial_resources(cfg)
     setup = TrialSetup(model=model, data=data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch, device=device,
@@ -215,40 +252,28 @@ def _make_tuner(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: 
                                         {"cpu": cpus, "gpu": gpus})
     if cfg.resume:
         print(f"tune: resuming the search in {save_dir}")
-        return ray_tune.Tuner.restore(str(save_dir / EXPERIMENT), trainable=trainable, resume_unfinished=True,
+        return ray_tune.Tuner.restore(str(save_dir / experiment), trainable=trainable, resume_unfinished=True,
                                       resume_errored=False, restart_errored=False)
     tune_config = ray_tune.TuneConfig(metric="objective", mode=objective.mode, search_alg=plan.search_alg,
-                                      scheduler=make_scheduler(cfg, objective.mode), num_samples=plan.num_samples,
+                                      scheduler=make_scheduler(cfg.scheduler, cfg, objective.mode), num_samples=plan.num_samples,
                                       reuse_actors=True,  # one worker process trains trial after trial
                                       max_concurrent_trials=None if plan.limits_concurrency else cfg.concurrency,
                                       trial_name_creator=trial_name,
                                       trial_dirname_creator=trial_name)
-    run_config = ray_tune.RunConfig(name=EXPERIMENT, storage_path=str(save_dir), verbose=1 if cfg.verbose else 0,
+    run_config = ray_tune.RunConfig(name=experiment, storage_path=str(save_dir), verbose=1 if cfg.verbose else 0,
                                     failure_config=ray_tune.FailureConfig(max_failures=0, fail_fast=False),
                                     checkpoint_config=ray_tune.CheckpointConfig(num_to_keep=1),
                                     callbacks=[TrialLog()])
     return ray_tune.Tuner(trainable, param_space=plan.param_space, tune_config=tune_config, run_config=run_config)
 
 
-def make_scheduler(cfg: TuneConfig, mode: str) -> Any:
-    """ASHA or HyperBand over epochs (they stop or pause trials that lag), or none (every trial runs all epochs)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
-
-    if cfg.scheduler == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=cfg.epochs, grace_period=min(cfg.grace_period, cfg.epochs),
-                             reduction_factor=cfg.reduction_factor)
-    if cfg.scheduler == "hyperband":
-        return HyperBandScheduler(time_attr="epoch", max_t=cfg.epochs, reduction_factor=cfg.reduction_factor)
-    return FIFOScheduler()  # scheduler=none (or empty)
-
-
 def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _finish(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: Objective, model: str, data: str,
-            wall: float) -> TuneResult:
-    trials = collect_trials(save_dir / EXPERIMENT, cfg.epochs, objective.mode)
+def _finish(cfg: TuneConfig, save_dir: Path, experiment: str, space: SearchSpace, objective: Objective, model: str,
+            data: str, wall: float) -> TuneResult:
+    trials = collect_trials(save_dir / experiment, cfg.epochs, objective.mode)
     best = pick_best(trials, objective.mode)
     settings = {**cfg.to_dict(), "model": model, "data": data, "objective": objective.metric,
                 "objective_mode": objective.mode, "wall_s": round(wall, 1)}
@@ -262,7 +287,7 @@ def _finish(cfg: TuneConfig, save_dir: Path, space: SearchSpace, objective: Obje
         first = next((t.error for t in trials if t.error), "no trial reported a result")
         raise OptimError(f"no trial finished an epoch ({counts}); first error: {first}; see {save_dir}/trials.csv")
     print(f"tune: best {objective.metric}={best.objective:.5g} (trial {best.trial_id}, epoch {best.best_epoch}); "
-          f"{yaml_path}; TensorBoard: tensorboard --logdir {save_dir / EXPERIMENT}")
+          f"{yaml_path}; TensorBoard: tensorboard --logdir {save_dir / experiment}")
     if any(t.status == "unfinished" for t in trials):
         print(f"tune: the search was interrupted; continue it with resume=True project={save_dir.parent} "
               f"name={save_dir.name}")

@@ -14,6 +14,8 @@ The latency-aware objective is MnasNet's (Tan et al., 2019): fitness x (latency 
 
 from __future__ import annotations
 
+import copy
+import difflib
 import json
 import math
 import tempfile
@@ -80,6 +82,45 @@ def make_objective(metric: str, mode: str, latency_target: str, latency_budget: 
         get_backend(target.backend).check(target)
         latency_target = target.name
     return Objective(metric, mode, latency_target, float(latency_budget), float(latency_weight))
+
+
+def logged_metrics(yolo: Any) -> list[str] | None:
+    """The metric names a trial reports for this model's task: Ultralytics' validation metrics, the val/ and train/
+    losses of the model's own loss (their names come from the criterion), and fitness. None when the loss names
+    cannot be read from this model (then only the validation metrics are known)."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils import DEFAULT_CFG
+    from ultralytics.utils import metrics as um
+
+    table = {"detect": um.DetMetrics, "segment": um.SegmentMetrics, "pose": um.PoseMetrics, "obb": um.OBBMetrics}
+    keys = [FITNESS, *table[yolo.task]().keys] if yolo.task in table else [FITNESS]
+    module = copy.deepcopy(yolo.model)
+    module.args = get_cfg(DEFAULT_CFG)  # the criterion reads its loss gains from here
+    try:
+        criterion = module.init_criterion()
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError):  # a family whose loss needs more:
+        # its loss names stay unknown
+        return None
+    names = getattr(criterion, "loss_names", None) or getattr(getattr(criterion, "one2many", None), "loss_names",
+                                                               None)
+    if not names:
+        return None
+    return keys + [f"{split}/{n}" for split in ("val", "train") for n in names]
+
+
+def check_logged(objective: Objective, yolo: Any) -> None:
+    """Refuse, before any trial trains, an objective metric that training this model never logs."""
+    if objective.metric in (FITNESS, LATENCY):
+        return
+    known = logged_metrics(yolo)
+    if known is None and objective.metric.startswith(("val/", "train/")):
+        return  # loss names unknown for this family: the first epoch tells
+    choices = known or [FITNESS, *COMMON_METRICS[:4]]
+    if objective.metric not in choices:
+        close = difflib.get_close_matches(objective.metric, choices, n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise OptimError(f"objective={objective.metric} is never logged when training this {yolo.task} model"
+                         f"{hint}; choose latency or one of: {', '.join(choices)}")
 
 
 def latency_objective(fitness: float, latency_ms: float, budget_ms: float, weight: float) -> float:

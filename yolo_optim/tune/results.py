@@ -139,7 +139,8 @@ def write_outputs(save_dir: Path, trials: list[TrialRecord], best: TrialRecord |
         yaml_path = save_dir / "best_hyperparameters.yaml"
         write_text_atomic(yaml_path, best_yaml_text(train_args, best, settings))
         weights = copy_best_weights(best, save_dir / "weights" / "best.pt")
-    plot_search(trials, space, settings.get("objective", "objective"), save_dir / "plots")
+    plot_search(trials, space, settings.get("objective", "objective"), save_dir / "plots",
+                settings.get("objective_mode", "max"))
     return yaml_path, weights
 
 
@@ -178,12 +179,19 @@ def copy_best_weights(best: TrialRecord, dst: Path) -> Path | None:
     return dst
 
 
-def plot_search(trials: list[TrialRecord], space: SearchSpace, objective: str, out: Path) -> None:
-    """objective.png (objective per trial, running best) and hyperparameters.png (each parameter vs objective)."""
-    import matplotlib
+def best_so_far(values: list[float], mode: str) -> list[float]:
+    """The running best of `values` in the objective's own direction (the lowest so far when minimising)."""
+    better = min if mode == "min" else max
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else better(out[-1], v))
+    return out
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot_search(trials: list[TrialRecord], space: SearchSpace, objective: str, out: Path, mode: str = "max") -> None:
+    """objective.png (objective per trial, best so far: the lowest for mode=min) and hyperparameters.png (each
+    parameter vs objective)."""
+    from ..core.plotting import plt  # an Agg canvas per figure, no process-wide matplotlib.use
 
     out.mkdir(parents=True, exist_ok=True)
     scored = [(i, t) for i, t in enumerate(trials, 1) if t.objective is not None]
@@ -198,10 +206,7 @@ def plot_search(trials: list[TrialRecord], space: SearchSpace, objective: str, o
         ax.scatter(failed, [min((t.objective for _, t in scored), default=0)] * len(failed), marker="x",
                    c="tab:red", label="failed")
     if scored:
-        best, running = -math.inf, []
-        for _, t in scored:
-            best = max(best, t.objective)
-            running.append(best)
+        running = best_so_far([t.objective for _, t in scored], mode)
         ax.step([i for i, _ in scored], running, where="post", c="k", lw=1, label="best so far")
     ax.set(xlabel="trial", ylabel=objective, title=f"{objective} per trial")
     ax.legend(fontsize=8)
