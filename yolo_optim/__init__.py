@@ -33,6 +33,8 @@ _API = {
     "benchmark": "yolo_optim.bench.api",
     "Report": "yolo_optim.report.report",
     "merge_reports": "yolo_optim.report.merge",
+    "optimize": "yolo_optim.optimize.api",
+    "OptimizeResult": "yolo_optim.optimize.api",
 }
 
 __all__ = ["__version__", *_API]

@@ -24,6 +24,7 @@ RUNNERS: dict[str, str | None] = {
     "prune": "yolo_optim.prune.api:run_prune",
     "tune": "yolo_optim.tune.api:run_tune",
     "report": "yolo_optim.report.api:run_report",
+    "optimize": "yolo_optim.optimize.api:run_optimize",
 }
 INFO_MODES = ("help", "version", "cfg")
 
@@ -40,6 +41,7 @@ Modes:
   report     merge runs from several machines          yolo-optim report runs=jetson/exp,server/exp
   prune      structured channel pruning + fine-tuning   yolo-optim prune model=best.pt data=data.yaml ratio=0.5
   tune       hyperparameter search on Ray Tune          yolo-optim tune model=yolo11n.yaml data=data.yaml search=bayes
+  optimize   the most accurate model within a budget   yolo-optim optimize model=best.pt data=data.yaml target=openvino-cpu budget=8ms
   cfg        print every key with its default and meaning
   version    print the versions of yolo-optim and its backends
   help       print this help
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         where = result if isinstance(result, (str, Path)) else getattr(result, "save_dir", None)
         if where is not None:
             print(f"Results saved to {Path(where).resolve()}")
-        return 0
+        return int(getattr(result, "exit_code", 0))  # optimize: 3 when no variant meets the budget
     except OptimError as e:
         print(f"yolo-optim: error: {e}", file=sys.stderr)
         return 2
