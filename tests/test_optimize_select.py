@@ -1,0 +1,119 @@
+"""The optimize search's decisions on synthetic rows, its recipes and its input parsing (no model, no runtime)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from yolo_optim.errors import OptimError
+from yolo_optim.optimize.api import parse_budget
+from yolo_optim.optimize.recipe import load_recipe, parse_sizes, recipe_names
+from yolo_optim.optimize.search import SearchInputs, prune_goals
+from yolo_optim.optimize.select import BenchRow, choose, kept_precisions
+
+RECIPES = ("openvino-cpu", "onnxruntime-cpu", "openvino-gpu", "openvino-npu", "tensorrt-gpu", "tensorrt-jetson")
+
+
+def row(model: str, precision: str, ms: float, map50_95: float, imgsz: int = 256) -> BenchRow:
+    from yolo_optim.core.results import LatencyStats
+
+    return BenchRow(key=f"{model}|{precision}|{imgsz}", run_id="r", model=model, model_path=f"{model}.pt",
+                    model_sha256=None, target=f"openvino-cpu:{precision}", backend="openvino", device="cpu",
+                    precision=precision, imgsz=imgsz, status="ok", map50_95=map50_95,
+                    inference=LatencyStats.from_samples([ms]))
+
+
+SOURCE = [row("source", "fp32", 40.0, 0.500), row("source", "bf16", 20.0, 0.499), row("source", "int8", 19.5, 0.480)]
+PRUNED = [row("pruned-2x", "bf16", 10.0, 0.492), row("pruned-2x", "int8", 9.0, 0.470)]
+
+
+def test_int8_no_faster_than_bf16_is_dropped_with_a_note():
+    kept, notes = kept_precisions(SOURCE, "inference", min_gain=0.05)
+    assert [r.precision for r in kept] == ["fp32", "bf16"]
+    assert len(notes) == 1 and notes[0].startswith("int8 at 256 px (19.50 ms") and "bf16 is kept" in notes[0]
+    kept, notes = kept_precisions(SOURCE, "inference", min_gain=0.0)  # any gain counts: int8 stays
+    assert [r.precision for r in kept] == ["fp32", "bf16", "int8"] and not notes
+
+
+def test_without_budget_the_fastest_within_max_drop():
+    rows = SOURCE + PRUNED
+    assert choose(rows, SOURCE[0], "inference", None, 0.01).row.key == PRUNED[0].key  # 0.492 >= 0.500 - 0.01
+    assert choose(rows, SOURCE[0], "inference", None, 0.05).row.key == PRUNED[1].key
+    assert choose(rows, SOURCE[0], "inference", None, 0.0).row.key == SOURCE[0].key
+
+
+def test_with_budget_the_most_accurate_within_it():
+    rows = SOURCE + PRUNED
+    assert choose(rows, SOURCE[0], "inference", 25.0, 0.01).row.key == SOURCE[1].key
+    assert choose(rows, SOURCE[0], "inference", 12.0, 0.01).row.key == PRUNED[0].key
+    assert choose(rows, SOURCE[0], "inference", 40.0, 0.01).row.key == SOURCE[0].key  # within, inclusive
+
+
+def test_an_unmet_budget_names_the_closest_and_what_it_would_take():
+    c = choose(SOURCE + PRUNED, SOURCE[0], "inference", 5.0, 0.01)
+    assert c.status == "budget_unmet" and c.row is None and c.closest.key == PRUNED[1].key
+    assert "no variant runs within 5 ms" in c.message and "at least 9.00 ms" in c.message
+
+
+def test_failed_rows_are_never_chosen():
+    broken = BenchRow(key="x", run_id="r", model="pruned-3x", model_path="p.pt", model_sha256=None,
+                      target="openvino-cpu:int8", backend="openvino", device="cpu", precision="int8", imgsz=256,
+                      status="failed", error="RuntimeError: boom")
+    assert choose([*SOURCE, broken], SOURCE[0], "inference", 100.0, 0.01).row.key == SOURCE[0].key
+
+
+def inputs(budget: float | None, goals: str) -> SearchInputs:
+    from dataclasses import replace
+
+    recipe = replace(load_recipe("openvino-cpu"), prune_targets=goals)
+    return SearchInputs(source="s.pt", source_sha256="0", data="d.yaml", data_sha256="0", runtime="openvino-cpu",
+                        recipe=recipe, imgsz=256, sizes=(), budget_ms=budget, metric="inference", batch=8,
+                        device="cpu", workers=0, seed=0)
+
+
+def test_prune_goals_at_the_deploy_precision():
+    fastest = SOURCE[1]  # bf16, 20 ms
+    goals, notes = prune_goals(inputs(None, "1.6x,budget,flops:0.5"), fastest, "inference")
+    assert goals == [("pruned-1.6x", "latency:openvino-cpu:bf16:12.500ms", 0.5), ("pruned-flops0.5", "flops", 0.5)]
+    goals, _ = prune_goals(inputs(10.0, "budget,2x"), fastest, "inference")  # 9 ms (margin 0.9) and 10 ms differ
+    assert [g[1] for g in goals] == ["latency:openvino-cpu:bf16:9.000ms", "latency:openvino-cpu:bf16:10.000ms"]
+    goals, notes = prune_goals(inputs(30.0, "budget"), fastest, "inference")
+    assert goals == [] and "already runs in 20.00 ms" in notes[0]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_packaged_recipe_loads_and_documents_every_key(name):
+    from yolo_optim.paths import cfg_dir
+
+    recipe = load_recipe(name)
+    assert recipe.target == name
+    text = (cfg_dir() / "recipes" / f"{name}.yaml").read_text()
+    keys = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(keys) == len(recipe.to_dict())
+    for line in keys:
+        assert re.match(r"^[a-z_0-9]+:.*  # \((str|int|float|bool)(, optional)?\) \S", line), line
+
+
+def test_recipe_names_and_errors(tmp_path):
+    assert set(RECIPES) <= set(recipe_names())
+    with pytest.raises(OptimError, match="no recipe for target=torch-cpu"):
+        load_recipe("torch-cpu")
+    bad = tmp_path / "r.yaml"
+    bad.write_text("precisions: fp32,fp64\n")
+    with pytest.raises(OptimError, match="precisions=fp32,fp64"):
+        load_recipe("openvino-cpu", str(bad))
+    bad.write_text("prune_targets: 0.5x\n")
+    with pytest.raises(OptimError, match="'0.5x' is not understood"):
+        load_recipe("openvino-cpu", str(bad))
+
+
+def test_budget_and_sizes_parsing():
+    assert parse_budget("8ms") == 8.0 and parse_budget("8") == 8.0 and parse_budget(8.5) == 8.5
+    assert parse_budget("0.008s") == pytest.approx(8.0) and parse_budget(None) is None
+    for bad in ("0ms", "-1ms", "fast", "8 fps"):
+        with pytest.raises(OptimError, match="not a positive latency"):
+            parse_budget(bad)
+    assert parse_sizes("224, 192,224") == [224, 192] and parse_sizes(None) == []
+    with pytest.raises(OptimError, match="multiple of 32"):
+        parse_sizes("200")
