@@ -151,8 +151,8 @@ def inspect_qdq(path: Path, float_nodes: list[str] | tuple[str, ...] = ()) -> QD
             continue
         int8 = int8 and zp.data_type == onnx.TensorProto.INT8
         nonzero += int(np.any(numpy_helper.to_array(zp) != 0))
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits and numpy_helper.to_array(
-                inits[n.input[1]]).size > 1:
+        if n.op_type == "DequantizeLinear" and _is_weight(n.input[0], inits, producer) and \
+                n.input[1] in inits and numpy_helper.to_array(inits[n.input[1]]).size > 1:
             per_channel += 1
     convs = [n for n in graph.node if n.op_type == "Conv"]
     quantized = sum(1 for n in convs if (p := producer.get(n.input[0])) is not None and
@@ -166,6 +166,14 @@ def inspect_qdq(path: Path, float_nodes: list[str] | tuple[str, ...] = ()) -> QD
         feeds_q = any(c.op_type == "QuantizeLinear" for o in n.output for c in consumers.get(o, []))
         touching += int(reads_dq or feeds_q)
     return QDQSummary(len(q), len(dq), int8, nonzero, per_channel, quantized, len(convs), touching)
+
+
+def _is_weight(name: str, inits: dict[str, Any], producer: dict[str, Any]) -> bool:
+    """A constant: an int8 initializer, or a QuantizeLinear of a float initializer (ModelOpt keeps weights float)."""
+    if name in inits:
+        return True
+    p = producer.get(name)
+    return p is not None and p.op_type == "QuantizeLinear" and p.input[0] in inits
 
 
 def _input_dtype(node: Any, inits: dict[str, Any]) -> int | None:
