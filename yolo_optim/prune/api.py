@@ -84,7 +84,6 @@ def run_prune(cfg: PruneConfig) -> PruneResult:
     if cfg.sensitivity_table and not Path(cfg.sensitivity_table).is_file():
         raise OptimError(f"sensitivity_table={cfg.sensitivity_table} does not exist; give the sensitivity.csv of an "
                          "earlier run or leave it empty")
-    _check_device(cfg.device)
     model_path, data = resolve_model_and_data(cfg)
     module, train_args, sha, source = load_source(model_path)
     if type(module).__name__ not in PRUNABLE_MODELS:
@@ -170,29 +169,6 @@ def _open_run_dir(cfg: PruneConfig, sha: str) -> Path:
     save_dir.mkdir(parents=True, exist_ok=cfg.exist_ok)
     write_json_atomic(save_dir / "state.json", {"config": cfg.to_dict(), "source_sha256": sha})
     return save_dir
-
-
-def _check_device(device: str) -> None:
-    """A device torch cannot use is a one-line error before anything is written."""
-    import os
-
-    from ultralytics.utils.torch_utils import select_device
-
-    from ..export.artifact import quiet_ultralytics
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # select_device sets it; the trainers set it again later
-    try:
-        with quiet_ultralytics():  # it logs its version banner before raising
-            select_device(str(device), verbose=False)
-    except (ValueError, RuntimeError, AssertionError) as e:  # Ultralytics: a ValueError, several lines long
-        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-        raise OptimError(f"device={device} cannot be used here ({first[:160]}); use device=cpu or a visible GPU "
-                         "index such as device=0") from None
-    finally:
-        if visible is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def _print_summary(r: PruneResult, cfg: PruneConfig) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import yaml
 from torch import nn
 
+from ..core.tasks import (  # the one table of validators and mAP keys per task
+    read_map,
+    validator_class,
+)
 from ..errors import OptimError
-
-from ..core.tasks import read_map, validator_class  # the one table of validators and mAP keys per task
 
 
 def val_subset_yaml(data: str | Path, images: int, out_dir: Path, seed: int = 0) -> Path:

@@ -109,8 +109,11 @@ def plot_table(rows: list[SensitivityRow], path: Path) -> Path | None:
     """Heat map: one row per group, one column per ratio, colour = mAP loss."""
     if not rows:
         return None
-    from ..core.plotting import plt  # an Agg canvas per figure, no process-wide matplotlib.use
     import numpy as np
+
+    from ..core.plotting import (
+        plt,  # an Agg canvas per figure, no process-wide matplotlib.use
+    )
 
     groups = list(dict.fromkeys(r.group for r in rows))
     ratios = sorted({round(r.ratio, 4) for r in rows})

@@ -191,7 +191,9 @@ def best_so_far(values: list[float], mode: str) -> list[float]:
 def plot_search(trials: list[TrialRecord], space: SearchSpace, objective: str, out: Path, mode: str = "max") -> None:
     """objective.png (objective per trial, best so far: the lowest for mode=min) and hyperparameters.png (each
     parameter vs objective)."""
-    from ..core.plotting import plt  # an Agg canvas per figure, no process-wide matplotlib.use
+    from ..core.plotting import (
+        plt,  # an Agg canvas per figure, no process-wide matplotlib.use
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     scored = [(i, t) for i, t in enumerate(trials, 1) if t.objective is not None]
