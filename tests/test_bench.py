@@ -93,11 +93,13 @@ def test_rerun_with_exist_ok_skips_finished_rows(run, tiny_model, demo_data, una
     assert [r for r in again.rows if r.ok] == measured
 
 
-def test_failed_variant_is_recorded_and_merged(run, tmp_path, demo_data):
+def test_failed_variant_is_recorded_and_merged(run, tmp_path, demo_data, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    rep = benchmark(model=broken, data=demo_data, targets="openvino-cpu:fp32", project=tmp_path, name="broken",
-                    accuracy=False, **FAST)
+    with pytest.raises(OptimError, match=r"all 1 benchmark row\(s\) failed.*broken\.pt.*report\.md"):
+        benchmark(model=broken, data=demo_data, targets="openvino-cpu:fp32", project=tmp_path, name="broken",
+                  accuracy=False, **FAST)
+    rep = Report.load(tmp_path / "broken")  # written before failing: the errors are in it
     (row,) = rep.rows
     assert row.status == "failed" and "broken.pt" in row.error and rep.complete
     assert REPORT_FILES <= {p.name for p in rep.save_dir.iterdir()}
@@ -106,6 +108,72 @@ def test_failed_variant_is_recorded_and_merged(run, tmp_path, demo_data):
     assert len(merged.rows) == len(run.rows) + 1
     assert {r["run_id"] for r in merged.runs} == {r.run_id for r in merged.rows}
     assert REPORT_FILES <= {p.name for p in (tmp_path / "merged").iterdir()}
+    # from the command line: one line, exit 2 (the cause is the user's file), no "Results saved"
+    assert main(["benchmark", f"model={broken}", f"data={demo_data}", "targets=openvino-cpu:fp32", "accuracy=False",
+                 f"project={tmp_path}", "name=cli", "runs=2", "warmup=0", "imgsz=64"]) == 2
+    captured = capsys.readouterr()
+    assert "Results saved" not in captured.out
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("yolo-optim: error: all 1 benchmark row(s) failed"), err
+    assert "\x1b[" not in (tmp_path / "cli" / "report.md").read_text()
+
+
+def test_rows_that_fail_for_another_reason_exit_1(tmp_path, tiny_model, demo_data, monkeypatch, capsys):
+    from yolo_optim.bench import api
+
+    def broken(*a, **k):
+        raise RuntimeError("\x1b[31mruntime crashed\x1b[0m\nsecond line")
+
+    monkeypatch.setattr(api, "measure_variant", broken)
+    assert main(["benchmark", f"model={tiny_model}", f"data={demo_data}", "targets=onnxruntime-cpu:fp32",
+                 f"project={tmp_path}", "name=r", "imgsz=64"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "runtime crashed second line" in err and "\x1b" not in err
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "RuntimeError: runtime crashed second line" in md and "\x1b" not in md
+
+
+def test_throughput_batch_is_measured_where_the_batch_is_free(tmp_path, tiny_model, demo_data):
+    rep = benchmark(model=tiny_model, data=demo_data, targets="torch-cpu:fp32,onnxruntime-cpu:fp32",
+                    project=tmp_path, name="tp", accuracy=False, throughput_batch=4, threads=1,
+                    **{**FAST, "runs": 4})
+    rows = {r.target: r for r in rep.rows}
+    tp = rows["torch-cpu:fp32"].throughput
+    assert tp.batch == 4 and tp.images_per_s == pytest.approx(4000 / tp.batch_latency.median_ms)
+    assert rows["torch-cpu:fp32"].threads_used == 1 and rows["onnxruntime-cpu:fp32"].threads_used == 1
+    ort = rows["onnxruntime-cpu:fp32"]  # exported at a static batch of 1: says why instead of a figure
+    assert ort.throughput is None and "fixed batch of 1" in ort.throughput_error
+    assert "fixed batch of 1" in (rep.save_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_targets_all_measures_every_available_target(tmp_path, tiny_model, demo_data):
+    rep = benchmark(model=tiny_model, data=demo_data, targets="all", project=tmp_path, name="all",
+                    accuracy=False, **{**FAST, "runs": 3, "warmup": 1})
+    assert [r.target for r in rep.rows] == [t.name for t in available_targets()]
+    assert all(r.status == "ok" for r in rep.rows), [(r.target, r.error) for r in rep.rows if not r.ok]
+
+
+@pytest.fixture
+def trained(request):
+    """The trained baseline fixture (mAP well above zero), skipped where the shipped weights are not there."""
+    try:
+        return request.getfixturevalue("trained_baseline")
+    except pytest.FixtureLookupError:
+        pytest.skip("no trained_baseline fixture in this checkout")
+
+
+def test_benchmark_rows_keep_the_trained_models_accuracy(trained, tmp_path):
+    rep = benchmark(model=trained.weights, data=trained.data, imgsz=trained.imgsz, project=tmp_path, name="acc",
+                    targets="torch-cpu:fp32,onnxruntime-cpu:fp32,openvino-cpu:fp32,onnxruntime-cpu:int8",
+                    warmup=1, runs=3, seconds=0.5, batch=8)
+    rows = {r.target: r for r in rep.rows}
+    assert all(r.ok for r in rows.values()), [(r.target, r.error) for r in rows.values()]
+    torch_map = rows["torch-cpu:fp32"].map50_95
+    assert torch_map == pytest.approx(trained.map50_95, abs=0.02)
+    for name in ("onnxruntime-cpu:fp32", "openvino-cpu:fp32"):  # an fp32 export changes no weight
+        assert rows[name].map50_95 == pytest.approx(torch_map, abs=0.01), name
+    assert rows["onnxruntime-cpu:int8"].map50_95 > torch_map - 0.06  # a broken quantizer falls far below
 
 
 def test_targets_parsing():

@@ -150,3 +150,59 @@ def test_onnxruntime_fp32_matches_the_pytorch_model(tiny_model, tmp_path):
     ours = get_backend("onnxruntime").load_runner(ort_art.path)(x)[0]
     ref = get_backend("torch").load_runner(pt_art.path)(x)
     assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-2
+
+
+def test_openvino_strict_guard_walks_its_fallback_chain(tiny_model, demo_data, tmp_path, monkeypatch):
+    """guard=strict on OpenVINO INT8: plain PTQ, then accuracy control, then the wider float scope, in that order;
+    the first that passes is kept and recorded."""
+    from yolo_optim.export import guard as guard_module
+    from yolo_optim.export.openvino import OpenVINOBackend
+    from yolo_optim.export.validate import MapResult
+
+    _runnable("openvino-cpu:int8")
+    tried = []
+    real_export = OpenVINOBackend.export
+
+    def recording_export(self, yolo, target, options, out_dir):
+        tried.append((options.accuracy_control, options.float_scope))
+        # accuracy control itself is exercised by the slow test above; here only the chain's order matters
+        from dataclasses import replace
+
+        return real_export(self, yolo, target, replace(options, accuracy_control=False), out_dir)
+
+    verdicts = iter([0.10, 0.20, 0.49])  # only the third attempt is within max_drop of the 0.5 reference
+    real_check = guard_module.check_artifact
+
+    def scripted_check(artifact, reference, data, max_drop, mode, attempts=None, workers=0):
+        real = real_check(artifact, reference, data, max_drop, mode, attempts, workers)
+        return guard_module.GuardResult(reference.map50_95, next(verdicts), max_drop, mode, attempts=real.attempts)
+
+    monkeypatch.setattr(OpenVINOBackend, "export", recording_export)
+    monkeypatch.setattr(guard_module, "check_artifact", scripted_check)
+    result = export(str(tiny_model), "openvino-cpu:int8", data=str(demo_data), imgsz=IMGSZ, project=str(tmp_path),
+                    name="chain", calib_images=8, guard="strict", max_drop=0.02, reference=MapResult(0.5, 0.7))
+    assert tried == [(False, 0), (True, 0), (False, 1)]
+    assert result.metadata["fallback"] == {"float_scope": 1}
+    guard = result.metadata["accuracy_guard"]
+    assert guard["passed"] and guard["quantized"] == 0.49
+    assert [a["quantized"] for a in guard["attempts"]] == [0.10, 0.20]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain"]  # the failed attempts' folders are gone
+
+
+@pytest.fixture
+def trained(request):
+    try:
+        return request.getfixturevalue("trained_baseline")
+    except pytest.FixtureLookupError:
+        pytest.skip("no trained_baseline fixture in this checkout")
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-cpu:int8", "openvino-cpu:int8"])
+def test_int8_guard_on_a_trained_model_measures_real_accuracy(name, trained, tmp_path):
+    """On a model with real accuracy the guard's FP32 figure is the model's and INT8 stays close to it."""
+    _runnable(name)
+    result = export(str(trained.weights), name, data=str(trained.data), imgsz=trained.imgsz, project=str(tmp_path),
+                    calib_images=32, guard="warn", max_drop=0.05)
+    guard = result.metadata["accuracy_guard"]
+    assert guard["reference"] == pytest.approx(trained.map50_95, abs=0.02)
+    assert guard["quantized"] > guard["reference"] - 0.05 and guard["passed"]

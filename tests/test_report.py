@@ -188,3 +188,28 @@ def test_report_cli_bad_inputs(tmp_path, capsys):
     assert main(["report", f"runs={tmp_path / 'x'}", f"project={tmp_path / 'out'}"]) == 2
     assert "not readable JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_report_exist_ok_reuses_the_folder_and_deletes_nothing(tmp_path, capsys):
+    a = _save_run(tmp_path, "host", sample_rows(), "run-a", "Xeon")
+    out = tmp_path / "reports" / "merged"
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "report.md").write_text("old report")
+    assert main(["report", f"runs={a}", f"project={tmp_path / 'reports'}", "name=merged", "exist_ok=True"]) == 0
+    files = {p.name for p in out.iterdir()}
+    assert {"notes.txt", "results.json", "report.md", "pareto.png"} <= files
+    assert (out / "notes.txt").read_text() == "mine" and "Benchmark report" in (out / "report.md").read_text()
+    assert not [p for p in out.parent.iterdir() if ".tmp-" in p.name or ".old" in p.name]
+    # its own output as an input: read first, then its files are rewritten, nothing else goes
+    assert main(["report", f"runs={out}", f"project={tmp_path / 'reports'}", "name=merged", "exist_ok=True"]) == 0
+    assert (out / "notes.txt").exists() and Report.load(out).rows
+
+
+def test_report_md_has_no_colour_codes(tmp_path):
+    failed = row("base", "openvino-cpu:int8", None, None, status="failed",
+                 error="ValueError: \x1b[34m\x1b[1mval: \x1b[0mlabels\nmissing")
+    rep = make_report([*sample_rows(), failed])
+    rep.save(tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "\x1b" not in md and "val: labels missing" in md
