@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +214,20 @@ def test_report_md_has_no_colour_codes(tmp_path):
     rep.save(tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert "\x1b" not in md and "val: labels missing" in md
+
+
+def test_readme_figures_are_what_the_results_files_render(tmp_path):
+    """Every figure block of README.md is rendered from scripts/results/ (run scripts/render_readme.py)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "scripts" / "render_readme.py"
+    check = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    stale = tmp_path / "README.md"
+    stale.write_text((root / "README.md").read_text().replace("<!-- /results -->", "| 1.0 | made up |\n"
+                                                                                   "<!-- /results -->", 1))
+    assert subprocess.run([sys.executable, str(script), "--check", "--readme", str(stale)]).returncode == 1
+    assert subprocess.run([sys.executable, str(script), "--readme", str(stale)]).returncode == 0
+    assert "made up" not in stale.read_text()

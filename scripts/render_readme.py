@@ -1,0 +1,131 @@
+"""Render the README's figure tables from the results files kept in scripts/results/.
+
+Every table of measured figures in README.md sits between two marker comments:
+
+    <!-- results: bench_export -->
+    (generated: do not edit by hand)
+    <!-- /results -->
+
+and is rendered from `scripts/results/<name>.json`, the file the measuring script wrote (`--out`), so every figure
+the README quotes can be traced to a kept file, its command and its machine. A block whose file is missing says so
+and names the command that produces it. Usage:
+
+    python scripts/render_readme.py            # rewrite the blocks in README.md
+    python scripts/render_readme.py --check    # exit 1 when README.md is not what the results files render
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "scripts" / "results"
+BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+# how each results file is produced (named in a block whose file is missing)
+COMMANDS = {
+    "bench_export": "python scripts/bench_export.py --out runs/bench_export && cp runs/bench_export/results.json "
+                    "scripts/results/bench_export.json",
+    "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
+}
+
+
+def _script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def render_bench_export(results: dict[str, Any]) -> str:
+    """The export table exactly as scripts/bench_export.py prints it, with the run's settings above it."""
+    head = (f"Measured by `scripts/bench_export.py` on {results.get('cpu', '?')} ({results.get('threads', '?')} "
+            f"threads, batch 1, raw inference; mAP50-95 at {results.get('accuracy_imgsz', '?')} px, "
+            f"{results.get('calib_images', '?')} calibration images):")
+    return f"{head}\n\n{_script('bench_export').table(results)}\n"
+
+
+def render_bench_honesty(results: dict[str, Any]) -> str:
+    lines = []
+    ov = results.get("openvino", {})
+    if ov.get("status") == "ok":
+        lines.append(f"- OpenVINO ({ov['target']}, runs {ov['executed_precision']}): harness / `benchmark_app` median "
+                     f"ratio {ov['ratio']:.3f} (pairs: {', '.join(f'{r:.3f}' for r in ov['pair_ratios'])})")
+    trt = results.get("tensorrt", {})
+    if trt.get("status") == "ok":
+        lines.append(f"- TensorRT ({trt['target']}): harness / `trtexec` median ratio {trt['ratio']:.3f}")
+    m = results.get("map", {})
+    if m.get("rows"):
+        parts = [f"{t} {r['map50_95']:.4f}" for t, r in m["rows"].items() if r.get("map50_95") is not None]
+        lines.append(f"- fp32 exports against PyTorch ({m['torch_map50_95']:.4f}): {', '.join(parts)}; "
+                     f"{'within' if m.get('agree') else 'NOT within'} {m['tolerance']}")
+    sp = results.get("spread", {})
+    if sp.get("status") == "ok":
+        lines.append(f"- {len(sp['medians_ms'])} repeats of {sp['target']}: medians {sp['min_ms']:.2f} to "
+                     f"{sp['max_ms']:.2f} ms ({sp['spread_pct']:.1f}% spread)")
+    where = f"model {Path(results.get('model', '?')).name}, imgsz {results.get('imgsz', '?')}"
+    return f"Measured by `scripts/bench_honesty.py` ({where}):\n\n" + "\n".join(lines) + "\n"
+
+
+def render_benchmark(results: dict[str, Any]) -> str:
+    """A `yolo-optim benchmark` results.json: its device tables as report.md shows them."""
+    sys.path.insert(0, str(ROOT))
+    from yolo_optim.report.report import Report
+    from yolo_optim.report.tables import report_markdown
+
+    md = report_markdown(Report.from_json(results), plot=None)
+    tables = md.split("\n## ", 1)[1].split("\n## Runs", 1)[0]
+    run = results["runs"][-1]
+    return f"`{run['command']}` (run {run['run_id']}):\n\n## {tables.strip()}\n".replace("\n## ", "\n#### ")
+
+
+def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
+    if results.get("schema", "").startswith("yolo-optim") or "rows" in results and "runs" in results:
+        return render_benchmark
+    table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty}
+    key = next((k for k in table if name.startswith(k)), None)
+    if key is None:
+        raise SystemExit(f"no renderer for scripts/results/{name}.json; add one to {Path(__file__).name}")
+    return table[key]
+
+
+def render_block(name: str) -> str:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        cmd = next((c for k, c in COMMANDS.items() if name.startswith(k)), "the script that measures it")
+        return (f"_No results file `scripts/results/{name}.json` in this checkout: run `{cmd}`, then "
+                f"`python scripts/render_readme.py`._\n")
+    results = json.loads(path.read_text(encoding="utf-8"))
+    return renderer(name, results)(results)
+
+
+def render(text: str) -> str:
+    return BLOCK.sub(lambda m: m.group(1) + render_block(m["name"]) + m.group(4), text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--check", action="store_true", help="exit 1 when the README differs from the rendered one")
+    a = p.parse_args()
+    text = a.readme.read_text(encoding="utf-8")
+    new = render(text)
+    if a.check:
+        if new != text:
+            print(f"{a.readme} is out of date: run python scripts/render_readme.py", file=sys.stderr)
+            return 1
+        return 0
+    if new != text:
+        a.readme.write_text(new, encoding="utf-8")
+    print(f"rendered {len(BLOCK.findall(text))} block(s) in {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
