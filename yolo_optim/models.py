@@ -45,10 +45,7 @@ def load_yolo(model: Any, tasks: tuple[str, ...] = SUPPORTED_TASKS) -> "YOLO":
         if p.suffix in (".yaml", ".yml") and not p.exists():
             yolo = _yolo_from_packaged_yaml(text)
         else:
-            if not p.exists():
-                raise OptimError(f"model={text} does not exist; give the path of a YOLO .pt checkpoint or model YAML")
-            if p.is_file() and not os.access(p, os.R_OK):
-                raise OptimError(f"model={text} is not readable; check its permissions")
+            check_model_file(text)
             try:
                 yolo = YOLO(text)
             except Exception as e:  # Ultralytics raises many types for a file that is not a checkpoint
@@ -57,6 +54,26 @@ def load_yolo(model: Any, tasks: tuple[str, ...] = SUPPORTED_TASKS) -> "YOLO":
     if yolo.task not in tasks:
         raise OptimError(f"model task '{yolo.task}' is not supported here; supported: {', '.join(tasks)}")
     return yolo
+
+
+def check_model_file(model: Any) -> None:
+    """Cheap checks of a model= value (a path, or a comma list of paths) before any work or any file is written.
+
+    A model YAML that is not a file is left to Ultralytics, which builds its packaged ones (yolo11n.yaml).
+    """
+    for text in (t.strip() for t in str(model).split(",") if t.strip()):
+        p = Path(text)
+        if p.suffix in (".yaml", ".yml") and not p.exists():
+            continue
+        if not p.exists():
+            raise OptimError(f"model={text} does not exist; give the path of a YOLO .pt checkpoint or model YAML")
+        if p.is_dir():
+            raise OptimError(f"model={text} is a folder; give a YOLO .pt checkpoint file or a model YAML")
+        if p.suffix not in (".pt", ".yaml", ".yml"):  # Ultralytics would take it for an exported model it cannot train
+            raise OptimError(f"model={text} is not a .pt checkpoint or a model YAML; give the PyTorch weights (.pt) "
+                             "Ultralytics trained")
+        if not os.access(p, os.R_OK):
+            raise OptimError(f"model={text} is not readable; check its permissions")
 
 
 def _yolo_from_packaged_yaml(name: str) -> "YOLO":

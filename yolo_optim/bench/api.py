@@ -172,7 +172,7 @@ def run_benchmark(cfg: "BenchmarkConfig") -> Report:
                         "schema_version": SCHEMA_VERSION}, "environment": env}
     kept = {r.key: r for r in (previous.rows if previous else []) if r.ok}
     report = Report(rows=[], runs=[*(previous.runs if previous else []), run], metric=cfg.metric, complete=False)
-    folder.mkdir(parents=True, exist_ok=True)
+    # The folder appears with the first saved row: a run stopped before any row leaves no empty folder behind.
     complexity: dict[str, tuple[int, float | None]] = {}
     pairs = [(v, t) for v in variants for t in targets]
     bar = TQDM(pairs, desc="benchmark", unit="variant")

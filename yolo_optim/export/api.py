@@ -130,6 +130,10 @@ def _model_and_data(cfg: Any, target: Target, yolo: Any) -> tuple[str, str | Non
     if cfg.data is None and target.precision == "int8":
         raise OptimError("precision=int8 needs data= (a dataset YAML): its training images calibrate the "
                          "quantization and its validation images check the accuracy; or use precision=int8w")
+    if cfg.data is not None:  # checked even where this precision does not read it: a wrong data= is not ignored
+        from ..data.check import check_dataset
+
+        check_dataset(cfg.data)
     return str(cfg.model), cfg.data
 
 

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimError
+from ..errors import OptimError, describe
 from ..models import checkpoint_path, file_sha256
 from .base import Target
 
@@ -65,8 +65,7 @@ class StagedSource:
                 out = self.yolo.export(format=fmt, imgsz=imgsz, batch=1, dynamic=False, device="cpu",
                                        quantize=16 if half else None, simplify=True, verbose=False)
         except Exception as e:  # noqa: BLE001 - Ultralytics raises many types; the user gets one line
-            raise OptimError(f"Ultralytics could not export the model to {fmt} ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+            raise OptimError(f"Ultralytics could not export the model to {fmt} ({describe(e)})") from None
         return Path(out)
 
     def cleanup(self) -> None:
