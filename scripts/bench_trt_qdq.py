@@ -11,7 +11,8 @@ installed with `pip install --no-deps --target DIR nvidia-modelopt onnx_graphsur
 onnxscript onnx-ir lief cppimport pybind11 PuLP omegaconf regex` (its own pins want onnxruntime-gpu and an older onnx,
 which would replace the project's); it runs in a subprocess with that folder first on its path. Without it, the
 ModelOpt rows record why they are missing. Every mAP is Ultralytics' validator on the val split, letterboxed square
-at --imgsz, batch 1, through the same ONNX Runtime CPU runner. Writes scripts/bench_trt_qdq.json.
+at --imgsz, batch 1, through the same ONNX Runtime CPU runner. Writes scripts/results/bench_trt_qdq.json, which
+`python scripts/render_readme.py` renders into the README.
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ def bench_model(weights: Path, data: str, imgsz: int, n_calib: int, site: str | 
     return out
 
 
+def _cpu() -> str:
+    try:
+        from yolo_optim.bench.environment import cpu_name
+
+        return cpu_name()
+    except ImportError:
+        return platform.processor() or platform.machine()
+
+
 def table(results: dict[str, Any]) -> str:
     lines = ["| model | graph | mAP50-95 | drop vs fp32 | mAP50 | Q / DQ nodes | quantized convs | made in |",
              "|---|---|---|---|---|---|---|---|"]
@@ -142,10 +152,15 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=128)
     p.add_argument("--modelopt-site", default=None)
     p.add_argument("--work", default="/tmp/bench_trt_qdq")
-    p.add_argument("--out", default=str(ROOT / "scripts" / "bench_trt_qdq.json"))
+    p.add_argument("--out", default=str(ROOT / "scripts" / "results" / "bench_trt_qdq.json"))
+    p.add_argument("--append", action="store_true", help="add the models to an existing --out file")
     a = p.parse_args()
-    results: dict[str, Any] = {"command": " ".join(["python", "scripts/bench_trt_qdq.py", *sys.argv[1:]]),
-                               "machine": platform.processor() or platform.machine(), "models": []}
+    command = " ".join(["python", "scripts/bench_trt_qdq.py", *sys.argv[1:]])
+    results: dict[str, Any] = {"command": command, "machine": f"{_cpu()}, {os.cpu_count()} cores",
+                               "models": []}
+    if a.append and Path(a.out).is_file():
+        results = json.loads(Path(a.out).read_text())
+        results["command"] = f"{results['command']} && {command}"
     import onnxruntime
     import ultralytics
 

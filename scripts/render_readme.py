@@ -33,6 +33,8 @@ COMMANDS = {
     "bench_export": "python scripts/bench_export.py --out runs/bench_export && cp runs/bench_export/results.json "
                     "scripts/results/bench_export.json",
     "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
+    "bench_trt_qdq": "python scripts/bench_trt_qdq.py --model a.pt --model b.pt --data data.yaml "
+                     "--modelopt-site DIR",
 }
 
 
@@ -73,6 +75,11 @@ def render_bench_honesty(results: dict[str, Any]) -> str:
     return f"Measured by `scripts/bench_honesty.py` ({where}):\n\n" + "\n".join(lines) + "\n"
 
 
+def render_bench_trt_qdq(results: dict[str, Any]) -> str:
+    """The Q/DQ comparison table exactly as scripts/bench_trt_qdq.py prints it, with its command."""
+    return f"`{results['command']}` ({results.get('machine', '?')}):\n\n{_script('bench_trt_qdq').table(results)}\n"
+
+
 def render_benchmark(results: dict[str, Any]) -> str:
     """A `yolo-optim benchmark` results.json: its device tables as report.md shows them."""
     sys.path.insert(0, str(ROOT))
@@ -88,7 +95,8 @@ def render_benchmark(results: dict[str, Any]) -> str:
 def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
     if results.get("schema", "").startswith("yolo-optim") or "rows" in results and "runs" in results:
         return render_benchmark
-    table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty}
+    table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
+             "bench_trt_qdq": render_bench_trt_qdq}
     key = next((k for k in table if name.startswith(k)), None)
     if key is None:
         raise SystemExit(f"no renderer for scripts/results/{name}.json; add one to {Path(__file__).name}")

@@ -192,3 +192,17 @@ def test_int8_engine_keeps_accuracy(tiny_model, demo_data, tmp_path, _needs_tens
                     guard="warn", calib_images=8, device="0")
     guard = result.metadata["accuracy_guard"]
     assert guard["quantized"] >= guard["reference"] - 0.01 - 1e-9
+
+
+def test_modelopt_is_no_dependency():
+    """nvidia-modelopt[onnx] would replace onnx and add onnxruntime-gpu beside onnxruntime (README); the Q/DQ path
+    must not need it, in the default install or the tensorrt extra."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *(d for deps in project["optional-dependencies"].values() for d in deps)]
+    assert not [d for d in wanted if "modelopt" in d.lower() or "onnxruntime-gpu" in d.lower()]
+    code = ("import sys, yolo_optim.export.qdq, yolo_optim.export.tensorrt, yolo_optim.export.jetson; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('modelopt', 'tensorrt')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
