@@ -198,3 +198,36 @@ def test_parsers_read_the_real_formats():
     assert power["vdd_in_mean_mw"] == 5000 and power["rails_mean_mw"]["VDD_SOC"] == 1000 and power["samples"] == 2
     conf = "< POWER_MODEL ID=0 NAME=10W >\n< POWER_MODEL ID=1 NAME=30W >\n< POWER_MODEL ID=2 NAME=15W >\n"
     assert mod.max_perf_mode(conf) == (1, "30W")  # no MAXN mode: the largest wattage
+
+
+def test_bench_with_data_validates_the_engine_with_ultralytics(bundle, tmp_path):
+    """--data: mAP from Ultralytics' validator on run/model.engine (a stand-in `ultralytics` records the call)."""
+    from yolo_optim.report.schema import validate_results
+
+    fake = tmp_path / "fake-ultralytics" / "ultralytics"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import json, os, types\n"
+        "class YOLO:\n"
+        "    def __init__(self, path, task=None):\n"
+        "        self.path, self.task = path, task\n"
+        "    def val(self, **kw):\n"
+        "        open(os.environ['FAKE_VAL_LOG'], 'w').write(json.dumps({'path': self.path, 'task': self.task, **kw}))\n"
+        "        return types.SimpleNamespace(results_dict={'metrics/mAP50-95(B)': 0.4321, 'metrics/mAP50(B)': 0.65},"
+        " seen=24)\n")
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images\nval: images\nnames: {0: circle}\n")
+    env = {**install_fakes(tmp_path / "fake", "11.1"), "PYTHONPATH": str(fake.parent),
+           "FAKE_VAL_LOG": str(tmp_path / "val.json")}
+    out = tmp_path / "run"
+    assert run("build.sh", bundle, env, "--out", str(out)).returncode == 0
+    r = run("bench.sh", bundle, env, "--run", str(out), "--duration", "1", "--data", str(data))
+    assert r.returncode == 0, r.stderr
+    call = json.loads((tmp_path / "val.json").read_text())
+    assert call["path"] == str(out / "model.engine") and call["task"] == "detect"
+    assert call["imgsz"] == 64 and call["batch"] == 1 and call["rect"] is False and call["data"] == str(data)
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    row = results["rows"][0]
+    assert row["map50_95"] == 0.4321 and row["map50"] == 0.65 and row["val_images"] == 24
+    assert results["runs"][0]["environment"]["versions"]["tensorrt"] == "11.1.0"
