@@ -265,7 +265,7 @@ def _read(path: str) -> str | None:
 
 def _cpu_model() -> str:
     text = _read("/proc/cpuinfo") or ""
-    m = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", text, re.M)
+    m = re.search(r"^(?:model name|Model|Hardware)\s*:\s*(.+)$", text, re.MULTILINE)
     return m.group(1).strip() if m else (platform.processor() or platform.machine())
 
 

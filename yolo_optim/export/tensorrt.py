@@ -61,8 +61,8 @@ class TensorRTBackend(Backend):
             import torch
 
             if not torch.cuda.is_available():
-                return False, f"no CUDA GPU is visible here, and TensorRT builds engines on the GPU that runs them; " \
-                              f"{JETSON_HINT}"
+                return False, (f"no CUDA GPU is visible here, and TensorRT builds engines on the GPU that runs "
+                               f"them; {JETSON_HINT}")
         except Exception as e:  # noqa: BLE001 - availability never raises, it reports
             return False, f"CUDA cannot be initialised ({type(e).__name__}: {e}); {JETSON_HINT}"
         return True, ""
