@@ -23,7 +23,7 @@ from ..paths import atomic_dir, cache_dir, file_lock
 
 QUANTIZED = ("int8", "int8w")
 # options that never change an artifact's content
-NOT_IN_KEY = ("calibration", "device", "threads", "verbose", "data")
+NOT_IN_KEY = ("calibration", "device", "verbose", "data")
 
 
 @dataclass(frozen=True)

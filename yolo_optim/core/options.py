@@ -27,7 +27,6 @@ class ExportOptions:
     accuracy_control_iterations: int = 20  # most layers accuracy control reverts to float
     max_drop: float = 0.01  # accepted mAP50-95 loss (accuracy control's budget)
     device: str = "cpu"  # torch device the export may use (a GPU index for engines built on the GPU)
-    threads: int = 0  # runtime threads for anything the export runs (0: runtime default)
     verbose: bool = False  # the converters' own logs
 
     def __post_init__(self) -> None:

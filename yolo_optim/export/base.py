@@ -26,7 +26,6 @@ from ..registry import BACKENDS, suggest
 # Every precision a backend may declare, in the order tables list them. int8w: weights-only INT8; int8: weights and
 # activations. A backend's own `precisions` say which of them it produces; a new one is added here and in a backend.
 PRECISIONS = ("fp32", "bf16", "fp16", "int8w", "int8")
-FLOAT_PRECISIONS = ("fp32", "bf16", "fp16")
 META_KEY = "yolo_optim"  # the one metadata key holding our fields inside an artifact
 
 

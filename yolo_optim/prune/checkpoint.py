@@ -76,19 +76,6 @@ def write_checkpoint(module: nn.Module, path: Path, train_args: dict[str, Any], 
     return save_atomic(ckpt, path)
 
 
-def add_metadata(path: Path, meta: dict[str, Any], train_args: dict[str, Any] | None = None) -> Path:
-    """Attach the `prune` entry to a checkpoint Ultralytics wrote (e.g. a fine-tuned best.pt)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # a checkpoint our own run just wrote
-    ckpt["prune"] = _plain(meta)
-    if train_args is not None and not ckpt.get("train_args"):
-        ckpt["train_args"] = _plain(train_args)
-    for key in ("ema", "model"):
-        m = ckpt.get(key)
-        if isinstance(m, nn.Module) and isinstance(getattr(m, "yaml", None), dict):
-            m.yaml = {**m.yaml, "pruned": _plain(_summary(meta))}
-    return save_atomic(ckpt, path)
-
-
 def save_atomic(obj: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
