@@ -147,6 +147,15 @@ CASES = {
                     r"is not a YOLO checkpoint Ultralytics can load \(\w+Error: [^()]*\); give a \.pt"),
     "empty .pt": (lambda t, ds: ["export", f"model={_yaml(t, 'e.pt', '')}"], r"e\.pt is not a YOLO checkpoint"),
     "model is a folder": (lambda t, ds: ["export", f"model={t}"], r"is a folder; give a YOLO \.pt"),
+    "model is a text file": (lambda t, ds: ["export", f"model={_yaml(t, 'notes.txt', 'x')}"],
+                             r"notes\.txt is not a \.pt checkpoint or a model YAML"),
+    "fp32 export with a bad data=": (lambda t, ds: ["export", "model=yolo11n.yaml", f"data={_yaml(t, 'd.txt', 'x')}"],
+                                     r"d\.txt is not a dataset YAML"),
+    "names count differs from nc": (_then(lambda t, ds: _edit_yaml(ds, nc=5), "baseline"),
+                                    r"is not usable: .*'names' length 3 and 'nc: 5' must match"),
+    "pose row of the wrong length": (_then(lambda t, ds: [_edit_yaml(ds, kpt_shape=[2, 3]),
+                                                          _label(ds, "0 0.5 0.5 0.1 0.1 0.4 0.4 2\n")], "baseline"),
+                                     r"line 1: has 8 values; .* a pose row 11"),
     "missing model": (lambda t, ds: ["benchmark", "model=best.pt"], r"model=best\.pt does not exist"),
     "unknown model YAML": (lambda t, ds: ["export", "model=yolo99z.yaml"], r"yolo99z\.yaml is neither a file"),
     "int8 without data": (lambda t, ds: ["export", "model=yolo11n.yaml", "precision=int8", "target=onnxruntime-cpu"],
@@ -213,8 +222,12 @@ def _demo(out: Path, extra: str | None = None) -> Path:
 # Each child changes into the case's folder, points the cache there, and calls the CLI's main() with its arguments.
 DRIVER = r"""
 import json, os, sys
+import importlib
 import torch, ultralytics  # noqa: F401  (imported once, before any thread pool starts, so forking is safe)
-from yolo_optim.cli import main
+from ultralytics.data import utils  # noqa: F401
+from yolo_optim.cli import MODES, main
+for entry, _, _ in MODES.values():  # the modes' own modules, not the backends they import when they run
+    importlib.import_module(entry.split(":")[0])
 
 for line in sys.stdin:
     case = json.loads(line)
@@ -402,16 +415,17 @@ with file_lock({str(lock)!r}):
     assert len(notes) == 1 and f"pid {holder.pid}" in notes[0] and str(lock) in notes[0], caplog.text
 
 
-def test_model_without_data_says_it_uses_the_demo_dataset(tmp_path, tiny_model, demo_data, capsys, caplog):
-    """The notice is one log line; the demo dataset comes from the cache (built here on first use)."""
+def test_model_without_data_says_it_uses_the_demo_dataset(demo_data, caplog, monkeypatch):
+    """The notice is one log line naming the dataset used (the small test dataset stands in for the cached one)."""
     import logging
 
     from yolo_optim.config import make_config
-    from yolo_optim.data.baseline import resolve_model_and_data
+    from yolo_optim.data import baseline
 
+    monkeypatch.setattr(baseline, "demo_dataset_path", lambda *a, **k: demo_data)
     with caplog.at_level(logging.WARNING, logger="yolo_optim"):
-        model, data = resolve_model_and_data(make_config("benchmark", {"model": str(tiny_model)}))
-    assert model == str(tiny_model) and Path(data).is_file()
+        model, data = baseline.resolve_model_and_data(make_config("benchmark", {"model": "yolo11n.yaml"}))
+    assert model == "yolo11n.yaml" and data == str(demo_data)
     notes = [r.getMessage() for r in caplog.records if "data= is empty" in r.getMessage()]
     assert len(notes) == 1 and data in notes[0]
 
@@ -428,3 +442,28 @@ def test_ultralytics_label_cache_is_the_only_file_written_into_a_dataset(tmp_pat
     assert written == {"labels/val.cache"}
     safety = Path(__file__).parents[1].joinpath("README.md").read_text().split("## Safety", 1)[1].split("\n## ")[0]
     assert "labels/val.cache" in safety and "labels/train.cache" in safety
+
+
+@pytest.mark.parametrize("text", [
+    "0 0.5 0.5 0.1 0.1\r\n1 0.2 0.2 0.1 0.1\r\n",  # Windows line ends
+    "\ufeff0 0.5 0.5 0.1 0.1\n",  # a byte-order mark
+    "0\t0.5\t0.5\t0.1\t0.1\n\n  \n1 1e-1 0.2 0.1 0.1  \n",  # tabs, blank lines, exponent
+    "0 0.1 0.1 0.2 0.1 0.2 0.2\n2 0.3 0.3 0.4 0.3 0.4 0.4 0.3 0.4\n",  # polygons (segment, OBB)
+    "0 -0.005 0.5 0.1 0.1\n",  # Ultralytics' 1% tolerance
+    "",  # a background image
+])
+def test_valid_label_files_pass_the_check(text, tmp_path, demo_data):
+    from yolo_optim.data.check import check_dataset
+
+    ds = _dataset(tmp_path / "ds", demo_data)
+    _label(ds, text.encode("utf-8"))
+    assert check_dataset(ds)["nc"] == 3
+
+
+def test_pose_rows_follow_kpt_shape(tmp_path, demo_data):
+    from yolo_optim.data.check import check_dataset
+
+    ds = _dataset(tmp_path / "ds", demo_data)
+    _edit_yaml(ds, kpt_shape=[2, 3])
+    _label(ds, "0 0.5 0.5 0.1 0.1 0.4 0.4 2 0.6 0.6 1\n")
+    assert check_dataset(ds)["kpt_shape"] == [2, 3]
