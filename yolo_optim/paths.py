@@ -53,6 +53,15 @@ def current_umask() -> int:
     return mask
 
 
+def as_new_file(path: str | Path) -> None:
+    """Give a mkstemp/mkdtemp result the permissions open()/mkdir() would (0666/0777 less the umask), not 0600/0700.
+
+    Call it before renaming a temporary file into place: results on a shared project folder must stay readable.
+    """
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~current_umask())
+
+
 def _lock_holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
@@ -191,7 +200,7 @@ def atomic_dir(final: Path, overwrite: bool = False, replace: bool = False) -> I
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a run folder is as readable as any other
+        as_new_file(tmp)  # mkdtemp makes it private
         if not final.exists():
             tmp.rename(final)
         elif replace:
@@ -217,7 +226,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())
+        as_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import OptimError
 from ..models import file_sha256
+from ..paths import as_new_file
 
 
 def load_source(model: Any) -> tuple[nn.Module, dict[str, Any], str, str]:
@@ -85,6 +86,7 @@ def save_atomic(obj: Any, path: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getvalue())
+        as_new_file(tmp)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

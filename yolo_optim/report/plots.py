@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..paths import as_new_file
 from .tables import METRIC_TITLE
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def plot_pareto(report: "Report", out: str | Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png")
+        as_new_file(tmp)  # mkstemp makes it private (0600)
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
