@@ -37,6 +37,18 @@ def test_help_version_cfg(tmp_path, capsys):
     assert code == 0 and "imgsz:" in out and "export:" in out
 
 
+def test_help_starts_without_heavy_imports(tmp_path):
+    """help, MODE -h and a config error never import torch, Ultralytics or a backend: they answer at once."""
+    code = ("import sys\n"
+            "from yolo_optim.cli import main\n"
+            "codes = [main(['help']), main(['export', '-h']), main(['help', 'prune']), main(['data', 'size=0'])]\n"
+            "heavy = sorted(m for m in ('torch', 'ultralytics', 'openvino', 'onnxruntime', 'ray') if m in sys.modules)\n"
+            "print(codes, heavy)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "[0, 0, 0, 2] []", r.stdout[-500:] + r.stderr
+    assert "yolo-optim prune: structured channel pruning" in r.stdout
+
+
 def test_data_mode_writes_dataset(tmp_path, capsys):
     code, out, err = run_cli(["data", "out=ds", "train=3", "val=2", "size=64", "classes=2"], tmp_path, capsys)
     assert code == 0, err

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     verbose = any(a in ("verbose", "verbose=True", "verbose=true", "--verbose") for a in args)
     try:
         if not args or args[0] in HELP_WORDS:
-            print(HELP)
+            print(mode_help(args[1]) if len(args) > 1 and args[1] in MODES else HELP)  # `help export` too
             return 0
         mode, rest = args[0], args[1:]
         if mode in ("version", "--version"):
