@@ -195,3 +195,38 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_model, demo_dat
     assert main(["benchmark", f"model={tmp_path / 'missing.pt'}", f"data={demo_data}", f"project={tmp_path}"]) == 2
     assert "missing.pt is not a .pt checkpoint" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def _obb_dataset(demo_data: Path, out: Path) -> Path:
+    """The demo dataset with every box written as Ultralytics' OBB label: class and four corners."""
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True)
+        (out / "labels" / split).mkdir(parents=True)
+        for img in (demo_data.parent / "images" / split).iterdir():
+            shutil.copyfile(img, out / "images" / split / img.name)
+            lines = []
+            src = demo_data.parent / "labels" / split / f"{img.stem}.txt"
+            for ln in (src.read_text().split("\n") if src.exists() else []):
+                if ln.strip():
+                    c, x, y, w, h = ln.split()
+                    x, y, w, h = map(float, (x, y, w, h))
+                    x1, y1, x2, y2 = x - w / 2, y - h / 2, x + w / 2, y + h / 2
+                    lines.append(f"{c} {x1:.5f} {y1:.5f} {x2:.5f} {y1:.5f} {x2:.5f} {y2:.5f} {x1:.5f} {y2:.5f}")
+            (out / "labels" / split / f"{img.stem}.txt").write_text("\n".join(lines) + "\n")
+    yaml = out / "data.yaml"
+    yaml.write_text(f"path: {out}\ntrain: images/train\nval: images/val\nnames:\n  0: a\n  1: b\n  2: c\n")
+    return yaml
+
+
+def test_obb_rows_are_validated(tmp_path, demo_data):
+    """OBB models get rows with mAP (the rotated-box validator), not a KeyError."""
+    from ultralytics import YOLO
+
+    data = _obb_dataset(demo_data, tmp_path / "obb-data")
+    weights = tmp_path / "obb.pt"
+    YOLO("yolo11n-obb.yaml").save(str(weights))
+    rep = benchmark(model=weights, data=data, targets="torch-cpu:fp32,onnxruntime-cpu:fp32", project=tmp_path,
+                    name="obb", **{**FAST, "runs": 3, "warmup": 1})
+    for r in rep.rows:
+        assert r.ok, r.error
+        assert r.map50_95 is not None and 0.0 <= r.map50_95 <= 1.0  # untrained: near 0, but measured
