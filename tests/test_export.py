@@ -206,3 +206,17 @@ def test_int8_guard_on_a_trained_model_measures_real_accuracy(name, trained, tmp
     guard = result.metadata["accuracy_guard"]
     assert guard["reference"] == pytest.approx(trained.map50_95, abs=0.02)
     assert guard["quantized"] > guard["reference"] - 0.05 and guard["passed"]
+
+
+def test_obb_models_export_with_their_decode_kept_float(demo_data, tmp_path):
+    """Rotated-box models export like the others; INT8 finds their head's decode (calibration needs images only)."""
+    from ultralytics import YOLO
+
+    weights = tmp_path / "obb.pt"
+    YOLO("yolo11n-obb.yaml").save(str(weights))
+    result = export(str(weights), "onnxruntime-cpu:int8", data=str(demo_data), imgsz=IMGSZ, project=str(tmp_path),
+                    calib_images=8, guard="off")
+    meta = result.metadata
+    assert meta["task"] == "obb" and meta["quantization"]["float_nodes"] > 0
+    out = get_backend("onnxruntime").load_runner(result.path)(np.zeros((1, 3, IMGSZ, IMGSZ), np.float32))
+    assert out[0].shape[1] == 4 + len(meta["names"]) + 1  # boxes, class scores, angle

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .validate import MapResult
 
 QUANTIZED = ("int8", "int8w")
-EXPORT_TASKS = ("detect", "segment", "pose")
+EXPORT_TASKS = ("detect", "segment", "pose", "obb")
 
 
 @dataclass(frozen=True)
