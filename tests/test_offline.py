@@ -84,3 +84,19 @@ def test_cli_runs_without_network(offline_env, tmp_path):
     log = tmp_path / "net.log"
     attempts = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     assert all(kind == "dns" for kind, _ in attempts), f"a connection got as far as connect(): {attempts[:5]}"
+
+
+def test_a_file_that_is_not_an_image_is_an_error_not_a_plugin_download(offline_env, tmp_path):
+    """Ultralytics answers an unreadable image by trying to install a HEIF plugin; the dataset check names the file
+    first, so nothing reaches for the network."""
+    r = _run(["data", "out=ds", "train=2", "val=2", "size=64", "classes=2"], offline_env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "ds" / "images" / "val" / "000001.jpg").write_text("<html>502 Bad Gateway</html>")
+    (tmp_path / "net.log").unlink(missing_ok=True)  # only the failing command's attempts count here
+    r = _run(["baseline", f"data={tmp_path / 'ds' / 'data.yaml'}", "epochs=1", "imgsz=64"], offline_env, tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "images/val/000001.jpg is not an image" in r.stderr
+    # Ultralytics' dataset check looks up its font host and carries on (as in the test above); no package index.
+    log = tmp_path / "net.log"
+    attempts = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    assert not [a for a in attempts if a[0] != "dns" or "pypi" in a[1] or "pythonhosted" in a[1]], attempts
