@@ -125,6 +125,9 @@ def resolve_model_and_data(cfg: Any) -> tuple[str, str]:
         base = baseline_result(make_config("baseline", {"device": cfg.device}))
         return str(base.weights), str(base.data)
     if cfg.data is None:
+        from ..models import check_model_file
+
+        check_model_file(cfg.model)  # a bad model= fails before the demo dataset is generated
         d = make_config("baseline")
         demo = demo_dataset_path(d.data_train, d.data_val, d.data_classes, d.data_size, d.seed)
         logging.getLogger(__name__).warning(
