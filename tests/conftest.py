@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,37 @@ def tiny_model(demo_data: Path) -> Path:
     from yolo_optim.data.baseline import train_baseline
 
     return train_baseline("yolo11n.yaml", demo_data, epochs=1, imgsz=TINY_IMGSZ, out=_SESSION_ROOT / "tiny-model")
+
+
+@dataclass(frozen=True)
+class TrainedBaseline:
+    """The shipped demo baseline as an ordinary checkpoint, with a held-out val split it is measured on."""
+
+    weights: Path  # Ultralytics .pt written from the package's shipped weights
+    data: Path  # data.yaml: the first HELD_OUT_VAL images of the demo val split (never trained on)
+    imgsz: int  # the size it was trained and is validated at
+    map50_95: float  # its mAP50-95 on `data` at `imgsz`, measured once per test session
+
+
+HELD_OUT_VAL = 24
+
+
+@pytest.fixture(scope="session")
+def trained_baseline() -> TrainedBaseline:
+    """A model whose mAP is far from zero, so accuracy assertions (export guard, pruning, benchmark rows) can fail."""
+    from ultralytics import YOLO
+
+    from yolo_optim.data.demo import make_demo_dataset
+    from yolo_optim.data.shipped import materialize_checkpoint, shipped_baseline
+
+    shipped = shipped_baseline()
+    if shipped is None:
+        pytest.skip("this installation carries no shipped demo baseline (yolo_optim/data/assets/demo_baseline.*)")
+    recipe = shipped.recipe
+    weights = materialize_checkpoint(shipped, _SESSION_ROOT / "shipped-baseline" / "best.pt")
+    # Val images are drawn from (seed, split, index) alone, so this split is the head of the demo val split.
+    ds = make_demo_dataset(_SESSION_ROOT / "held-out", train=8, val=HELD_OUT_VAL, classes=recipe["data_classes"],
+                           size=recipe["data_size"], seed=recipe["seed"])
+    metrics = YOLO(str(weights)).val(data=str(ds.yaml), imgsz=recipe["imgsz"], batch=8, device="cpu", workers=0,
+                                     plots=False, verbose=False, project=str(_SESSION_ROOT / "val"), name="baseline")
+    return TrainedBaseline(weights, ds.yaml, recipe["imgsz"], float(metrics.box.map))

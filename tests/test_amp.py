@@ -12,7 +12,8 @@ import torch
 
 from yolo_optim.errors import OptimError
 from yolo_optim.training import amp as amp_mod
-from yolo_optim.training import resolve_amp, with_mixed_precision
+from yolo_optim.training.amp import resolve_amp
+from yolo_optim.training.trainers import with_mixed_precision
 from yolo_optim.training.trainers import MixedPrecisionMixin, gradients_finite, install_bf16_autocast
 
 

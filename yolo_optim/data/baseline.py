@@ -20,6 +20,7 @@ from ..paths import cache_dir, file_lock, write_json_atomic
 from .demo import GENERATOR_VERSION, make_demo_dataset
 
 MAP_KEY = "metrics/mAP50-95(B)"
+LOG = logging.getLogger("yolo_optim.baseline")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def demo_dataset_path(train: int = 400, val: int = 100, classes: int = 6, size: 
 
 
 def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: str | Path, seed: int = 0,
-                   batch: int = 16, device: str = "cpu", workers: int = 0, amp: bool = True) -> Path:
+                   batch: int = 16, device: str = "cpu", workers: int = 0, amp: Any = "auto",
+                   patience: int = 100) -> Path:
     """Train `arch` on `data` into `out` (resuming a killed run) and return best.pt; a finished run returns at once."""
     out = Path(out).resolve()
     marker = out / "baseline.json"
@@ -57,21 +59,30 @@ def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: st
 
     from ..models import load_yolo
 
+    from ..training.amp import resolve_amp
+    from ..training.trainers import read_amp_record, task_trainer, with_mixed_precision
+
+    policy = resolve_amp(amp, device)
     last = out / "weights" / "last.pt"
     t0 = time.time()
     if _resumable(last):
-        results = YOLO(str(last)).train(resume=True)
+        yolo = YOLO(str(last))
+        results = yolo.train(resume=True, trainer=with_mixed_precision(task_trainer(yolo), policy))
     else:
-        results = load_yolo(arch).train(
+        yolo = load_yolo(arch)
+        results = yolo.train(
+            trainer=with_mixed_precision(task_trainer(yolo), policy),
             data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers, seed=seed,
-            deterministic=True, amp=amp, project=str(out.parent), name=out.name, exist_ok=True, plots=False,
-            verbose=False,
+            deterministic=True, amp=policy.ultralytics_amp, project=str(out.parent), name=out.name, exist_ok=True,
+            plots=False,
+            verbose=False, patience=patience,
             # One optimizer step per batch: with a few hundred images, Ultralytics' nominal batch of 64 would
             # accumulate several batches per step and leave a from-scratch model too few updates in 30 epochs.
             nbs=batch)
     metrics = {k: float(v) for k, v in getattr(results, "results_dict", {}).items()}
     write_json_atomic(marker, dict(arch=arch, data=str(data), epochs=epochs, imgsz=imgsz, seed=seed, batch=batch,
-                                   metrics=metrics, train_seconds=round(time.time() - t0, 1)))
+                                   metrics=metrics, train_seconds=round(time.time() - t0, 1),
+                                   amp=read_amp_record(out) or policy.to_dict()))
     return best
 
 
@@ -79,17 +90,48 @@ def _resumable(last: Path) -> bool:
     """True when last.pt holds an unfinished run (Ultralytics strips the optimizer when a run ends)."""
     if not last.exists():
         return False
+    import pickle
+    import zipfile
+
     import torch
 
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)  # our own cache file, written by Ultralytics
-    except Exception:  # killed while writing: start the run again rather than fail
+    except (EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        # Ultralytics writes last.pt in place: a kill during the write leaves a torn file that cannot be resumed
+        LOG.warning("%s is incomplete (%s: the run was killed while saving it); training starts over",
+                    last, type(e).__name__)
         return False
+    except Exception as e:  # anything else (permissions, an incompatible Ultralytics) must not silently retrain
+        raise OptimError(f"cannot read the interrupted baseline run {last} ({type(e).__name__}: {e}); delete that "
+                         "folder to train it again") from None
     return isinstance(ckpt, dict) and ckpt.get("optimizer") is not None and ckpt.get("epoch", -1) >= 0
 
 
+def _shipped_result(cfg: BaselineConfig) -> BaselineResult | None:
+    """The baseline shipped in the package, when these settings ask for exactly its recipe on the demo data."""
+    from .shipped import materialize_checkpoint, matches_recipe, shipped_baseline
+
+    shipped = shipped_baseline()
+    if shipped is None or cfg.model or cfg.data or getattr(cfg, "retrain", False):
+        return None
+    if not matches_recipe(shipped, cfg.to_dict()):
+        return None
+    data = demo_dataset_path(cfg.data_train, cfg.data_val, cfg.data_classes, cfg.data_size, cfg.seed)
+    out = cache_dir() / "baselines" / f"shipped-{shipped.manifest['sha256'][:12]}"
+    with file_lock(out.with_suffix(".lock"), what="the shipped demo baseline (written once into the cache)"):
+        weights = materialize_checkpoint(shipped, out / "weights" / "best.pt")
+        if not (out / "baseline.json").exists():
+            write_json_atomic(out / "baseline.json", {**shipped.recipe, "metrics": shipped.metrics,
+                                                      "source": "shipped", "sha256": shipped.manifest["sha256"]})
+    return BaselineResult(weights, data, shipped.metrics, out)
+
+
 def baseline_result(cfg: BaselineConfig) -> BaselineResult:
-    """Train (or fetch from the cache) the baseline these settings describe."""
+    """Train (or fetch from the package or the cache) the baseline these settings describe."""
+    shipped = _shipped_result(cfg)
+    if shipped is not None:
+        return shipped
     data = Path(cfg.data) if cfg.data else demo_dataset_path(cfg.data_train, cfg.data_val, cfg.data_classes,
                                                               cfg.data_size, cfg.seed)
     if cfg.data:
@@ -99,12 +141,21 @@ def baseline_result(cfg: BaselineConfig) -> BaselineResult:
     arch = cfg.model or cfg.arch
     from importlib.metadata import version
 
+    from ..training.amp import resolve_amp
+
     settings = dict(arch=arch, data=str(data.resolve()), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     seed=cfg.seed, ultralytics=version("ultralytics"))
+    precision = resolve_amp(cfg.amp, cfg.device).precision
+    if precision != "fp32":  # fp32 keeps the key earlier versions used, so their cached runs stay valid
+        settings["precision"] = precision
+    if cfg.patience < 100:
+        settings["patience"] = cfg.patience
     out = cache_dir() / "baselines" / f"{Path(arch).stem}-{_settings_key(settings)}"
+    if getattr(cfg, "retrain", False) and (out / "baseline.json").exists():
+        out = out.with_name(out.name + "-retrain")  # a retrain never overwrites the cached run it reproduces
     with file_lock(out.with_suffix(".lock"), what=f"the baseline {out.name} (trained once, then cached)"):
         weights = train_baseline(arch, data, cfg.epochs, cfg.imgsz, out, cfg.seed, cfg.batch, cfg.device,
-                                 cfg.workers, cfg.amp)
+                                 cfg.workers, cfg.amp, cfg.patience)
     info = json.loads((out / "baseline.json").read_text())
     return BaselineResult(weights, data, info.get("metrics", {}), out)
 
@@ -138,9 +189,24 @@ def resolve_model_and_data(cfg: Any) -> tuple[str, str]:
 
 
 def run_baseline(cfg: BaselineConfig) -> BaselineResult:
-    """CLI entry: `yolo-optim baseline [epochs=30 imgsz=256 ...]`."""
+    """CLI entry: `yolo-optim baseline [retrain] [epochs=... imgsz=...]`.
+
+    The weights live in the cache (shared by every mode); the run folder project/name receives a copy of best.pt and
+    baseline.json (settings, metrics, training precision), like every other mode's outputs.
+    """
+    import shutil
+
+    from ..paths import atomic_dir, run_dir
+
+    run = run_dir("baseline", cfg.project, cfg.name, cfg.exist_ok)  # checked before any training starts
     result = baseline_result(cfg)
+    info = json.loads((result.save_dir / "baseline.json").read_text())
+    with atomic_dir(run, overwrite=cfg.exist_ok) as tmp:
+        (tmp / "weights").mkdir()
+        shutil.copy2(result.weights, tmp / "weights" / "best.pt")
+        write_json_atomic(tmp / "baseline.json", {**info, "cache": str(result.save_dir)})
     m = result.metrics
-    print(f"Baseline {result.weights}: mAP50-95 {m.get(MAP_KEY, float('nan')):.4f}, "
-          f"mAP50 {m.get('metrics/mAP50(B)', float('nan')):.4f}")
-    return result
+    print(f"Baseline {run / 'weights' / 'best.pt'}: mAP50-95 {m.get(MAP_KEY, float('nan')):.4f}, "
+          f"mAP50 {m.get('metrics/mAP50(B)', float('nan')):.4f}"
+          + (" (shipped with yolo-optim)" if info.get("source") == "shipped" else ""))
+    return BaselineResult(run / "weights" / "best.pt", result.data, result.metrics, run)

@@ -9,9 +9,7 @@ where the CPU has them.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import OptimError
@@ -59,33 +57,16 @@ def normalize_amp(value: Any) -> str:
 
 
 def cpu_bf16_instructions() -> list[str]:
-    """The CPU's native bf16 instruction sets (AMX-BF16, AVX-512 BF16), read from the kernel's CPU flags."""
+    """The CPU's native bf16 instruction sets (AMX-BF16, AVX-512 BF16, ARM BF16), from its feature flags."""
     return list(_cpu_bf16_flags())
 
 
-@functools.lru_cache(maxsize=1)
 def _cpu_bf16_flags() -> tuple[str, ...]:
-    wanted = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[-1].split())
-            break
-    if not text:  # not Linux: ask PyTorch's own CPU probe (private, so guarded)
-        import torch
+    from ..core.cpu import cpu_flags
 
-        probe = getattr(getattr(torch, "_C", None), "_cpu", None)
-        for flag, fn in (("amx_bf16", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
-            try:
-                if probe is not None and getattr(probe, fn)():
-                    flags.add(flag)
-            except Exception:
-                pass
-    return tuple(name for flag, name in wanted.items() if flag in flags)
+    names = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16", "bf16": "ARM BF16"}
+    flags = cpu_flags()
+    return tuple(name for flag, name in names.items() if flag in flags)
 
 
 def resolve_amp(requested: Any, device: str | int | None = "cpu") -> AmpPolicy:
