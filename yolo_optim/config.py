@@ -22,16 +22,19 @@ import yaml
 
 from .errors import OptimError
 from .paths import cfg_dir
+from .training.amp import AMP_MODES, normalize_amp, resolve_amp
 from .registry import ALLOCATIONS, IMPORTANCES, SCHEDULERS, SEARCHERS, Registry
 
 def key(*, ge: float | None = None, gt: float | None = None, lt: float | None = None,
-        choices: Any = None, extra: tuple[str, ...] = ()) -> Any:
+        choices: Any = None, extra: tuple[str, ...] = (), normalize: Any = None) -> Any:
     """A dataclass field with its allowed range; the default value comes from cfg/default.yaml.
 
     `choices`: a fixed tuple, a Registry (its names) or a function returning names, resolved when a value is
-    validated; `extra`: names allowed beside them (e.g. `none` for an optional scheduler).
+    validated; `extra`: names allowed beside them (e.g. `none` for an optional scheduler); `normalize`: a function
+    applied to the raw value first (e.g. the old boolean spelling of a key that became a choice).
     """
-    return field(metadata={"ge": ge, "gt": gt, "lt": lt, "choices": choices, "extra": extra})
+    return field(metadata={"ge": ge, "gt": gt, "lt": lt, "choices": choices, "extra": extra,
+                           "normalize": normalize})
 
 
 def _backend_precisions() -> list[str]:
@@ -60,7 +63,10 @@ class _Validated:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            raw = getattr(self, f.name)
+            if f.metadata.get("normalize") is not None:
+                raw = f.metadata["normalize"](raw)
+            value = _coerce(f.name, raw, hints[f.name])
             _check_range(f.name, value, f.metadata)
             object.__setattr__(self, f.name, value)
 
@@ -96,6 +102,8 @@ class CommonConfig(_Validated):
 
         # A Ray cluster (tune address=) may have GPUs this machine lacks: there only the spelling is checked here.
         check_device(self.device, available=not getattr(self, "address", None))
+        if getattr(self, "amp", None) is not None and not getattr(self, "address", None):
+            resolve_amp(self.amp, self.device)  # fp16 asked on a CPU fails here, before anything is written
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,9 @@ class BaselineConfig(CommonConfig):
     data_val: int = key(gt=0)  # demo validation images
     data_classes: int = key(ge=1, lt=9)  # demo classes
     data_size: int = key(ge=32)  # demo image size
-    amp: bool  # mixed precision on CUDA
+    amp: str = key(choices=AMP_MODES, normalize=normalize_amp)  # training precision: auto, fp16, bf16, off
+    patience: int = key(ge=0)  # stop after this many epochs without a better fitness
+    retrain: bool  # train the recipe again instead of using the shipped weights
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ class PruneConfig(CommonConfig):
     lr0: float = key(gt=0)  # fine-tuning learning rate
     warmup_epochs: float = key(ge=0)  # fine-tuning warm-up
     latency_imgsz: int = key(gt=0)  # image size of latency targets
+    amp: str = key(choices=AMP_MODES, normalize=normalize_amp)  # fine-tuning precision: auto, fp16, bf16, off
     resume: bool  # continue a killed run
 
 
@@ -191,7 +202,7 @@ class TuneConfig(CommonConfig):
     cpus_per_trial: int = key(ge=0)  # CPUs per trial, 0 = share all
     gpus_per_trial: float = key(ge=-1)  # GPUs per trial, -1 = auto
     address: str | None  # Ray cluster address; None = local Ray
-    amp: bool  # mixed precision training
+    amp: str = key(choices=AMP_MODES, normalize=normalize_amp)  # trial training precision: auto, fp16, bf16, off
 
 
 @dataclass(frozen=True)
