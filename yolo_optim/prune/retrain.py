@@ -122,23 +122,28 @@ def __getattr__(name: str) -> Any:
 def finetune(weights: str | Path, data: str | Path, epochs: int, out_dir: Path, imgsz: int, batch: int,
              device: str = "cpu", workers: int = 0, seed: int = 0, bn_l1: float = 0.0,
              weight_masks: dict[str, torch.Tensor] | None = None, resume: bool = False,
-             train_args: dict[str, Any] | None = None) -> Path:
+             train_args: dict[str, Any] | None = None, amp: Any = "off") -> Path:
     """Fine-tune the pruned checkpoint `weights` into `out_dir` (Ultralytics layout); returns the weights to keep.
 
     With resume=True and an unfinished `out_dir/weights/last.pt`, the killed run continues where it stopped.
+    `amp` (auto, fp16, bf16, off) picks the training precision (yolo_optim.training.amp).
     """
     from ultralytics import YOLO
 
+    from ..training.amp import resolve_amp
+    from ..training.trainers import with_mixed_precision
+
     out_dir = Path(out_dir)
     last = out_dir / "weights" / "last.pt"
-    trainer = pruned_trainer(YOLO(str(weights)).task, bn_l1, weight_masks)
+    policy = resolve_amp(amp, device)
+    trainer = with_mixed_precision(pruned_trainer(YOLO(str(weights)).task, bn_l1, weight_masks), policy)
     if resume and _unfinished(last):
         yolo = YOLO(str(last))
         yolo.train(trainer=trainer, resume=True)
     else:
         # one optimizer step per batch: fine-tuning runs few epochs, and Ultralytics' nominal batch of 64 would
         # accumulate several small batches per step and leave the pruned model too few updates to recover
-        args = {**FINETUNE_DEFAULTS, "nbs": batch, **(train_args or {})}
+        args = {**FINETUNE_DEFAULTS, "nbs": batch, **(train_args or {}), "amp": policy.ultralytics_amp}
         yolo = YOLO(str(weights))
         yolo.train(trainer=trainer, data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device,
                    workers=workers, seed=seed, deterministic=True, project=str(out_dir.parent), name=out_dir.name,

@@ -71,7 +71,8 @@ def _finetune(ctx: Context, model: nn.Module, folder: Path, epochs: int, meta: d
         ctx.save_state()
     c = ctx.cfg
     weights = finetune(start, ctx.data, epochs, folder / "train", c.imgsz, c.batch, c.device, c.workers, c.seed,
-                       bn_l1=bn_l1, weight_masks=ctx.masks_fn(model), resume=resuming, train_args=_train_args(ctx))
+                       bn_l1=bn_l1, weight_masks=ctx.masks_fn(model), resume=resuming, train_args=_train_args(ctx),
+                       amp=c.amp)
     return YOLO(str(weights)).model.float()
 
 
@@ -123,6 +124,7 @@ def run_steps(ctx: Context, model: nn.Module) -> tuple[nn.Module, list[dict[str,
             _recalibrate(ctx, pruned)
             write_checkpoint(pruned, pruned_path, ctx.train_args, {"step": k, **info})
             ctx.state.update(pending=info, pending_step=k)
+            ctx.state.pop("training", None)  # a fine-tune left from before is not this model's: start afresh
             ctx.save_state()
         epochs = c.epochs if last else c.step_epochs
         trained = _finetune(ctx, pruned, folder, epochs, {"step": k, **info})

@@ -35,6 +35,7 @@ class TrialRecord:
     latency_ms: float | None = None  # measured latency of its (model, imgsz), latency objective only
     error: str | None = None  # first line of the exception of a failed trial
     path: str = ""  # Ray's trial folder (TensorBoard events, progress.csv, checkpoint)
+    train_precision: str | None = None  # precision the trial trained at (fp32, bf16, fp16)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def collect_trials(experiment_path: Path, epochs: int, mode: str) -> list[TrialR
         error = _first_line(r.error) if r.error is not None else None
         records.append(TrialRecord(trial_id=str(trial.trial_id), status=status, config=plain(dict(trial.config)),
                                    epochs=done, objective=objective, best_epoch=best_epoch, metrics=metrics,
-                                   latency_ms=metrics.get("latency_ms"), error=error, path=str(r.path)))
+                                   latency_ms=metrics.get("latency_ms"), error=error, path=str(r.path),
+                                   train_precision=(r.metrics or {}).get("train_precision")))
     return records
 
 
@@ -146,14 +148,15 @@ def write_outputs(save_dir: Path, trials: list[TrialRecord], best: TrialRecord |
 
 def trials_csv(trials: list[TrialRecord], space: SearchSpace) -> str:
     metric_keys = sorted({k for t in trials for k in t.metrics if "/" in k})
-    head = ["trial_id", "status", "objective", "best_epoch", "epochs", "latency_ms", *space.names, *metric_keys,
-            "error"]
+    head = ["trial_id", "status", "objective", "best_epoch", "epochs", "latency_ms", "train_precision",
+            "skipped_steps", *space.names, *metric_keys, "error"]
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(head)
     for t in trials:
-        w.writerow([t.trial_id, t.status, t.objective, t.best_epoch, t.epochs, t.latency_ms,
-                    *[t.config.get(n) for n in space.names], *[t.metrics.get(k) for k in metric_keys], t.error or ""])
+        w.writerow([t.trial_id, t.status, t.objective, t.best_epoch, t.epochs, t.latency_ms, t.train_precision,
+                    t.metrics.get("skipped_steps"), *[t.config.get(n) for n in space.names],
+                    *[t.metrics.get(k) for k in metric_keys], t.error or ""])
     return buf.getvalue()
 
 

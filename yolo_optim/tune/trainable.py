@@ -34,7 +34,7 @@ class TrialSetup:
     device: str  # torch device inside the trial ("0" = the GPU Ray assigned)
     workers: int  # dataloader workers
     seed: int  # training seed, the same for every trial
-    amp: bool  # mixed precision
+    amp: str  # training precision request (auto, fp16, bf16, off), resolved on the worker that trains
     threads: int  # torch intra-op threads (the trial's CPUs)
     objective: Objective  # how metrics become the reported objective
     fixed: dict[str, Any] = field(default_factory=dict)  # fixed training arguments from the space
@@ -49,20 +49,24 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     from ray import tune
 
     from ..models import load_yolo
+    from ..training.amp import resolve_amp
+    from ..training.trainers import task_trainer, with_mixed_precision
 
     if setup.threads > 0:
         torch.set_num_threads(setup.threads)
     hyp = {**setup.fixed, **plain(config)}
     model = str(hyp.pop("model", setup.model))
     args = {"data": setup.data, "epochs": setup.epochs, "imgsz": setup.imgsz, "batch": setup.batch,
-            "device": setup.device, "workers": setup.workers, "seed": setup.seed, "amp": setup.amp, **hyp,
+            "device": setup.device, "workers": setup.workers, "seed": setup.seed, **hyp,
             "plots": False, "val": True, "save": True, "exist_ok": True, "verbose": setup.verbose,
             "patience": setup.epochs + 1}  # the scheduler decides early stopping, not Ultralytics' patience
     latency = setup.latency_ms.get(latency_key(model, args["imgsz"])) if setup.objective.uses_latency else None
+    policy = resolve_amp(setup.amp, setup.device)  # this worker's hardware decides, not the driver's
+    args["amp"] = policy.ultralytics_amp
     work = Path(tempfile.mkdtemp(prefix="train-", dir=Path.cwd()))  # Ray's per-trial working folder
     try:
         checkpoint = tune.get_checkpoint()
-        reporter = EpochReporter(setup.objective, latency, work)
+        reporter = EpochReporter(setup.objective, latency, work, policy.precision)
         if checkpoint is not None:  # a paused or interrupted trial continues from its last epoch
             with checkpoint.as_directory() as d:
                 reporter.restore(Path(d))
@@ -71,11 +75,12 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             yolo = load_yolo(str(work / LAST))
             reporter.attach(yolo)
             yolo.train(resume=str(work / LAST), save_dir=str(work / "run"), device=setup.device,
-                       workers=setup.workers)
+                       workers=setup.workers, trainer=with_mixed_precision(task_trainer(yolo), policy))
         else:
             yolo = load_yolo(model)
             reporter.attach(yolo)
-            yolo.train(**args, project=str(work), name="run")
+            yolo.train(**args, project=str(work), name="run",
+                       trainer=with_mixed_precision(task_trainer(yolo), policy))
         if reporter.reported == 0 and checkpoint is None:
             raise RuntimeError("training finished without reporting an epoch (was validation skipped?)")
     finally:
@@ -85,8 +90,9 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 class EpochReporter:
     """Ultralytics callbacks that report each finished epoch to Ray Tune with a checkpoint."""
 
-    def __init__(self, objective: Objective, latency_ms: float | None, work: Path):
+    def __init__(self, objective: Objective, latency_ms: float | None, work: Path, precision: str = "fp32"):
         self.objective, self.latency_ms, self.work = objective, latency_ms, work
+        self.precision = precision  # the training precision the trial ran at, reported with every epoch
         self.best = -math.inf  # best objective so far, as a maximum
         self.best_epoch = 0
         self.epoch = 0  # last epoch reported
@@ -140,6 +146,8 @@ class EpochReporter:
                       "best_objective": self.best if self.objective.mode == "max" else -self.best}
             if self.latency_ms is not None:
                 report["latency_ms"] = self.latency_ms
+            report["train_precision"] = self.precision
+            report["skipped_steps"] = int(getattr(trainer, "amp_skipped_steps", 0))
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))  # copied to storage here
         self.epoch = epoch
         self.reported += 1
