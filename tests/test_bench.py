@@ -154,23 +154,15 @@ def test_targets_all_measures_every_available_target(tmp_path, tiny_model, demo_
     assert all(r.status == "ok" for r in rep.rows), [(r.target, r.error) for r in rep.rows if not r.ok]
 
 
-@pytest.fixture
-def trained(request):
-    """The trained baseline fixture (mAP well above zero), skipped where the shipped weights are not there."""
-    try:
-        return request.getfixturevalue("trained_baseline")
-    except pytest.FixtureLookupError:
-        pytest.skip("no trained_baseline fixture in this checkout")
-
-
-def test_benchmark_rows_keep_the_trained_models_accuracy(trained, tmp_path):
-    rep = benchmark(model=trained.weights, data=trained.data, imgsz=trained.imgsz, project=tmp_path, name="acc",
+def test_benchmark_rows_keep_the_trained_models_accuracy(trained_baseline, tmp_path):
+    base = trained_baseline
+    rep = benchmark(model=base.weights, data=base.data, imgsz=base.imgsz, project=tmp_path, name="acc",
                     targets="torch-cpu:fp32,onnxruntime-cpu:fp32,openvino-cpu:fp32,onnxruntime-cpu:int8",
                     warmup=1, runs=3, seconds=0.5, batch=8)
     rows = {r.target: r for r in rep.rows}
     assert all(r.ok for r in rows.values()), [(r.target, r.error) for r in rows.values()]
     torch_map = rows["torch-cpu:fp32"].map50_95
-    assert torch_map == pytest.approx(trained.map50_95, abs=0.02)
+    assert torch_map == pytest.approx(base.map50_95, abs=0.02)
     for name in ("onnxruntime-cpu:fp32", "openvino-cpu:fp32"):  # an fp32 export changes no weight
         assert rows[name].map50_95 == pytest.approx(torch_map, abs=0.01), name
     assert rows["onnxruntime-cpu:int8"].map50_95 > torch_map - 0.06  # a broken quantizer falls far below

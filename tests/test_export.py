@@ -198,22 +198,15 @@ def test_openvino_strict_guard_walks_its_fallback_chain(tiny_model, demo_data, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain"]  # the failed attempts' folders are gone
 
 
-@pytest.fixture
-def trained(request):
-    try:
-        return request.getfixturevalue("trained_baseline")
-    except pytest.FixtureLookupError:
-        pytest.skip("no trained_baseline fixture in this checkout")
-
-
 @pytest.mark.parametrize("name", ["onnxruntime-cpu:int8", "openvino-cpu:int8"])
-def test_int8_guard_on_a_trained_model_measures_real_accuracy(name, trained, tmp_path):
+def test_int8_guard_on_a_trained_model_measures_real_accuracy(name, trained_baseline, tmp_path):
     """On a model with real accuracy the guard's FP32 figure is the model's and INT8 stays close to it."""
     _runnable(name)
-    result = export(str(trained.weights), name, data=str(trained.data), imgsz=trained.imgsz, project=str(tmp_path),
+    base = trained_baseline
+    result = export(str(base.weights), name, data=str(base.data), imgsz=base.imgsz, project=str(tmp_path),
                     calib_images=32, guard="warn", max_drop=0.05)
     guard = result.metadata["accuracy_guard"]
-    assert guard["reference"] == pytest.approx(trained.map50_95, abs=0.02)
+    assert guard["reference"] == pytest.approx(base.map50_95, abs=0.02)
     assert guard["quantized"] > guard["reference"] - 0.05 and guard["passed"]
 
 
