@@ -75,11 +75,12 @@ def test_benchmark_then_report(work: Path) -> None:
 
 def test_prune_with_the_default_sensitivity_allocation(work: Path) -> None:
     """The README's `yolo-optim prune model=best.pt data=data.yaml` with its default allocation=sensitivity."""
-    _ok(_yolo_optim("prune", "model=best.pt", f"data={DATA}", *TINY, "ratio=0.2", "epochs=0",
+    # round_to=64 leaves only the wide layers prunable, so the analysis measures 20 probes, not 60
+    _ok(_yolo_optim("prune", "model=best.pt", f"data={DATA}", *TINY, "ratio=0.1", "epochs=0", "round_to=64",
                     "sensitivity_ratios=0.5", "sensitivity_images=4", "calib_batches=1", cwd=work))
     run = work / "runs/optim/prune/exp"
     meta = json.loads((run / "prune.json").read_text())
-    assert meta["allocation"] == "sensitivity" and meta["removed"] >= 0.2
+    assert meta["allocation"] == "sensitivity" and meta["removed"] >= 0.1
     rows = (run / "sensitivity.csv").read_text().splitlines()
     assert len(rows) > 10, "every group was measured"
     subset = run / "sensitivity_val" / "val_subset.txt"

@@ -103,7 +103,7 @@ def test_units_round_trip_and_defaults_stay_inside() -> None:
 
 
 def _evolver(seed: int = 0):
-    from yolo_optim.tune.searchers import EvolutionSearcher
+    from yolo_optim.tune.evolve import EvolutionSearcher
 
     space = load_space({**TWO, "optimizer": {"choice": ["SGD", "AdamW", "Adam"]}})
     return space, EvolutionSearcher(space, metric="objective", mode="max", seed=seed)
@@ -211,3 +211,65 @@ def test_latency_table_is_measured_once_per_model_and_size(demo_data: Path, tmp_
     assert list(table) == ["yolo11n.yaml@32"] and table["yolo11n.yaml@32"] > 0 and len(logged) == 1
     again = measure_latency_table([("yolo11n.yaml", 32)], objective, str(demo_data), "cpu", cache, log=logged.append)
     assert again == table and len(logged) == 1  # read from latency.json, not measured again
+
+
+def test_an_objective_training_never_logs_fails_before_anything_is_written(demo_data: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    rc = main(["tune", "model=yolo11n.yaml", f"data={demo_data}", f"project={tmp_path}/runs",
+               "objective=metrics/mAP50-95(M)"])  # a mask metric: a detection model never logs it
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "never logged" in err and "did you mean 'metrics/mAP50-95(B)'" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_logged_metrics_follow_the_task_and_its_loss() -> None:
+    from yolo_optim.models import load_yolo
+    from yolo_optim.tune.objective import logged_metrics
+
+    detect = logged_metrics(load_yolo("yolo11n.yaml"))
+    assert {"fitness", "metrics/mAP50-95(B)", "val/box_loss", "train/dfl_loss"} <= set(detect)
+    seg = logged_metrics(load_yolo("yolo11n-seg.yaml"))
+    assert {"metrics/mAP50-95(M)", "val/seg_loss"} <= set(seg) and "val/seg_loss" not in detect
+
+
+def test_an_address_where_nothing_listens_fails_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.time()
+    rc = main(["tune", "model=yolo11n.yaml", "data=data.yaml", f"project={tmp_path}/runs",
+               f"address=127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and time.time() - t0 < 10, err
+    assert f"nothing answers at 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_best_so_far_follows_the_objective_direction() -> None:
+    from yolo_optim.tune.results import best_so_far
+
+    assert best_so_far([0.3, 0.1, 0.5, 0.2], "min") == [0.3, 0.1, 0.1, 0.1]  # a loss: the lowest so far
+    assert best_so_far([0.3, 0.1, 0.5, 0.2], "max") == [0.3, 0.3, 0.5, 0.5]
+
+
+def test_a_registered_searcher_and_scheduler_are_looked_up_by_name() -> None:
+    from yolo_optim.registry import SCHEDULERS, SEARCHERS
+    from yolo_optim.tune.searchers import SearchPlan, make_scheduler, make_search_plan
+
+    calls = []
+
+    @SEARCHERS.register("toy-lookup")
+    def toy(space, metric, mode, trials, seed, concurrency):
+        calls.append((metric, mode, trials))
+        return SearchPlan(None, {}, trials)
+
+    SCHEDULERS.register("toy-lookup", lambda cfg, mode: ("scheduler", mode))
+    plan = make_search_plan("toy-lookup", load_space(TWO), "objective", "min", 5, 0, 1)
+    assert plan.num_samples == 5 and calls == [("objective", "min", 5)]
+    assert make_scheduler("toy-lookup", None, "max") == ("scheduler", "max")
+    with pytest.raises(OptimError, match="did you mean 'toy-lookup'"):
+        make_search_plan("toy-lookp", load_space(TWO), "objective", "min", 5, 0, 1)

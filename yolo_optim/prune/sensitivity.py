@@ -72,8 +72,10 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
     base_macs = model_size(model, min(imgsz, 320)).macs
     graph = PruningGraph(model, round_to)
     scores = score_groups(graph, method, seed, data, imgsz, taylor_batches)
+    # a probe that rounding leaves unpruned (a group too narrow for round_to at this ratio) is never measured
     todo = [(g, r) for g in graph.groups for r in ratios if (g.name, round(r, 4)) not in have
-            and (kind != "neuron" or g.pointwise)]
+            and (kind != "neuron" or g.pointwise)
+            and round_keep(graph.channels(g) * (1 - r), graph.channels(g), round_to, 0.95) < graph.channels(g)]
     LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f; each is a validation, so this "
              "takes a while on a CPU (allocation=uniform or global skips it, sensitivity_table= reuses one)",
              len(graph.groups), len(ratios), len(todo), reference)
@@ -82,8 +84,6 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
     for i, (g, ratio) in enumerate(todo):
         n = graph.channels(g)
         kept = round_keep(n * (1 - ratio), n, round_to, 0.95)
-        if kept >= n:
-            continue
         work = copy.deepcopy(model)
         wg = PruningGraph(work, round_to)
         target = next(x for x in wg.groups if x.name == g.name)
