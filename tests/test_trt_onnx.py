@@ -84,21 +84,13 @@ def test_fp16_graph_has_fp32_io_and_fp16_weights(graphs):
     assert {p.key for p in model.metadata_props} >= {"stride", "names", "imgsz"}  # YOLO(path) still loads it
 
 
-@pytest.fixture
-def baseline(request):
-    """The shipped trained baseline (tests/conftest.py); skipped where that fixture does not exist yet."""
-    try:
-        return request.getfixturevalue("trained_baseline")
-    except pytest.FixtureLookupError:
-        pytest.skip("the trained_baseline fixture is not available in this checkout")
-
-
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_trained_model_keeps_its_accuracy(baseline, precision, tmp_path):
+def test_trained_model_keeps_its_accuracy(trained_baseline, precision, tmp_path):
     """The Jetson bundle's graph, validated on the CPU through the benchmark's accuracy path, against fp32."""
     from yolo_optim.export import export
     from yolo_optim.export.validate import val_artifact, val_checkpoint
 
+    baseline = trained_baseline
     result = export(str(baseline.weights), f"tensorrt-jetson:{precision}", data=str(baseline.data),
                     imgsz=baseline.imgsz, project=str(tmp_path), guard="off", calib_images=64)
     ref = val_checkpoint(baseline.weights, baseline.data, baseline.imgsz)
