@@ -7,9 +7,7 @@ a failed or silently wrong run long after it started.
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ from ..errors import OptimError, one_line
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 TOLERANCE = 0.01  # Ultralytics accepts coordinates up to 1% outside 0..1 (rounding in label tools)
 
 
@@ -45,35 +42,27 @@ def check_dataset(data: str | Path, splits: tuple[str, ...] = ("train", "val")) 
     except Exception as e:  # Ultralytics raises FileNotFoundError/SyntaxError/TypeError with emoji-laden text
         raise OptimError(f"data={data} is not usable: {one_line(e, 200) or type(e).__name__}") from None
     for split in splits:
-        images = split_images(info[split], data, split)
+        images = split_images(info, data, split)
         check_images(images, data)
         check_labels(images, info, data, split)
     return info
 
 
-def split_images(entry: str | list[str], data: str | Path, split: str) -> list[str]:
-    """The image files of a split as Ultralytics lists them: folders searched recursively, .txt files of paths."""
-    from ultralytics.data.utils import IMG_FORMATS
+def split_images(info: dict[str, Any], data: str | Path, split: str) -> list[str]:
+    """The image files of a split as Ultralytics lists them (core.images.split_images), at least one."""
+    from ..core.images import IMAGE_SUFFIXES
+    from ..core.images import split_images as listed
 
-    found: list[str] = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        p = Path(item)
-        if p.is_dir():
-            found += glob.glob(str(Path(glob.escape(str(p))) / "**" / "*.*"), recursive=True)
-        elif p.is_file():
-            try:
-                lines = p.read_text(encoding="utf-8-sig").strip().splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                raise OptimError(f"data={data}: the {split} list {p} cannot be read ({type(e).__name__}); "
-                                 "fix the file or point to an image folder") from None
-            parent = str(p.parent) + os.sep  # "./x.jpg" is relative to the list, as Ultralytics reads it
-            found += [x.replace("./", parent, 1) if x.startswith("./") else x for x in map(str.strip, lines) if x]
-        else:
-            raise OptimError(f"data={data}: the {split} path {p} does not exist; fix '{split}:' or 'path:'")
-    images = sorted(x for x in found if x.rpartition(".")[-1].lower() in IMG_FORMATS)
+    try:
+        images = [str(p) for p in listed(info, split)]
+    except (OSError, UnicodeDecodeError) as e:  # a .txt image list that cannot be read
+        raise OptimError(f"data={data}: the {split} image list cannot be read ({type(e).__name__}); fix "
+                         f"'{split}:' or point it to an image folder") from None
+    except OptimError as e:
+        raise OptimError(f"data={data}: {e}") from None
     if not images:
-        raise OptimError(f"data={data}: the {split} split ({entry}) holds no images "
-                         f"({', '.join(sorted(IMG_FORMATS))}); check '{split}:' and 'path:'")
+        raise OptimError(f"data={data}: the {split} split ({info[split]}) holds no images "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))}); check '{split}:' and 'path:'")
     return images
 
 
