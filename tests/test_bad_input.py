@@ -467,3 +467,21 @@ def test_pose_rows_follow_kpt_shape(tmp_path, demo_data):
     _edit_yaml(ds, kpt_shape=[2, 3])
     _label(ds, "0 0.5 0.5 0.1 0.1 0.4 0.4 2 0.6 0.6 1\n")
     assert check_dataset(ds)["kpt_shape"] == [2, 3]
+
+
+def test_device_check_against_the_gpus_torch_sees(monkeypatch):
+    """The CUDA branch of the device check, on a pretend machine with two GPUs (torch's own counters are patched)."""
+    import torch
+
+    from yolo_optim.errors import OptimError
+    from yolo_optim.models import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for ok in ("0", "1", "0,1", "cuda:1", "cuda", "-1", "CPU", "cpu", ""):
+        check_device(ok)
+    for bad, why in (("2", "asks for CUDA GPU 2 but torch sees 2"), ("0,3", "GPU 3"), ("gpu", "not a torch device"),
+                     ("cuda:x", "not a torch device"), ("0.5", "not a torch device")):
+        with pytest.raises(OptimError, match=why):
+            check_device(bad)
+    check_device("7", available=False)  # a Ray cluster's GPUs are not this machine's: spelling only

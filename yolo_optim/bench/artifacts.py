@@ -80,7 +80,8 @@ def cached_export(source: Path, source_sha: str, target: Target, s: ExportSettin
     name = f"{source.stem}-{target.runtime}-{target.precision}-{s.imgsz}-{digest}"
     folder = (root or cache_dir() / "artifacts") / name
     record = folder / "artifact.json"
-    with file_lock(folder.with_name(f".{name}.lock")):  # two benchmarks on one machine export an artifact once
+    # two benchmarks on one machine export an artifact once; the second says whose export it waits for
+    with file_lock(folder.with_name(f".{name}.lock"), what=f"the {target.name} export of {source.name}"):
         if record.is_file():
             path = folder / json.loads(record.read_text(encoding="utf-8"))["artifact"]
             if path.exists():
