@@ -94,16 +94,16 @@ def _check_replaceable(out: Path, exist_ok: bool) -> bool:
     """True when `out` is a demo dataset this project wrote and may be replaced; an error for any other folder."""
     if not out.exists() or not any(out.iterdir()):
         return False  # nothing there (or an empty folder): written into, nothing to replace
-    if not exist_ok:
-        raise OptimError(f"out={out} already exists; pass exist_ok=True to replace the demo dataset in it or "
-                         "choose another out=")
     try:
         mark = json.loads((out / "demo.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         mark = None
     if not isinstance(mark, dict) or not {"seed", "version"} <= set(mark):
         raise OptimError(f"out={out} holds files that are not a yolo-optim demo dataset (no demo.json of ours); "
-                         "exist_ok=True only replaces a demo dataset: choose another out=")
+                         "choose a new or empty folder for out=")
+    if not exist_ok:
+        raise OptimError(f"out={out} already exists; pass exist_ok=True to replace the demo dataset in it or "
+                         "choose another out=")
     foreign = next((p for p in sorted(out.rglob("*")) if not _OWN_FILE.match(p.relative_to(out).as_posix())), None)
     if foreign is not None:
         raise OptimError(f"out={out} is a demo dataset but also holds {foreign.relative_to(out)}, which yolo-optim "
