@@ -110,6 +110,10 @@ def test_without_a_gpu_export_says_so_in_one_line(tiny_model, tmp_path):
     if ok:
         pytest.skip("this machine has TensorRT and a GPU")
     assert "target=tensorrt-jetson" in why
+    import torch
+
+    if not torch.cuda.is_available():  # the missing GPU is named first: installing TensorRT would not help
+        assert why.startswith("no CUDA GPU is visible here")
     r = subprocess.run([sys.executable, "-m", "yolo_optim", "export", f"model={tiny_model}", "target=tensorrt-gpu",
                         f"imgsz={IMGSZ}", f"project={tmp_path}"], capture_output=True, text=True, timeout=300, check=False)
     lines = r.stderr.strip().splitlines()

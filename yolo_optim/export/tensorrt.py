@@ -48,6 +48,14 @@ class TensorRTBackend(Backend):
     def availability(self, device: str = "gpu") -> tuple[bool, str]:
         if device == "jetson":  # nothing here runs a Jetson engine; the bundle itself is written anywhere
             return False, JETSON_REASON
+        try:  # the GPU first: without one, installing TensorRT would not help
+            import torch
+
+            if not torch.cuda.is_available():
+                return False, (f"no CUDA GPU is visible here, and TensorRT builds engines on the GPU that runs "
+                               f"them; {JETSON_HINT}")
+        except Exception as e:  # noqa: BLE001 - availability never raises, it reports
+            return False, f"CUDA cannot be initialised ({type(e).__name__}: {e}); {JETSON_HINT}"
         try:
             import tensorrt as trt
         except ImportError:
@@ -57,14 +65,6 @@ class TensorRTBackend(Backend):
         if trt_version(trt) < MIN_VERSION:
             return False, (f"TensorRT {trt.__version__} is too old: yolo-optim builds strongly typed engines "
                            f"with TensorRT 10.3 or newer (10.x and 11.x)")
-        try:
-            import torch
-
-            if not torch.cuda.is_available():
-                return False, (f"no CUDA GPU is visible here, and TensorRT builds engines on the GPU that runs "
-                               f"them; {JETSON_HINT}")
-        except Exception as e:  # noqa: BLE001 - availability never raises, it reports
-            return False, f"CUDA cannot be initialised ({type(e).__name__}: {e}); {JETSON_HINT}"
         return True, ""
 
     def check(self, target: Target) -> None:
