@@ -64,6 +64,10 @@ def test_run_writes_an_ordinary_checkpoint_with_metadata(pruned_run: Path, tiny_
     assert ckpt["train_args"]["data"], "training arguments travel with the checkpoint"
     assert (pruned_run / "steps" / "step1" / "pruned.pt").exists()
     assert (pruned_run / "steps" / "step1" / "train" / "weights" / "last.pt").exists()
+    import yaml
+
+    args = yaml.safe_load((pruned_run / "steps" / "step1" / "train" / "args.yaml").read_text())
+    assert args["distill_model"] == str(tiny_model), "the fine-tune distils from the unpruned source"
 
 
 def test_pruned_checkpoint_loads_predicts_and_validates_without_yolo_optim(pruned_run: Path,
@@ -221,6 +225,9 @@ def test_resume_continues_a_killed_iterative_run(tiny_model: Path, demo_data: Pa
     (["round_to=4096"], "no prunable layers"),
     (["target=speed"], "target=speed is not understood"),
     (["kind=weight", "target=flops"], "kind=weight keeps every shape"),
+    (["kind=weight", "method=bn", "target=params"], "method=bn scores channels, not single weights"),
+    (["device=xyz"], "device=xyz is not a torch device"),
+    (["method=l22"], "did you mean 'l2'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(extra: list[str], message: str, tiny_model: Path,
                                                          demo_data: Path, tmp_path: Path) -> None:

@@ -179,3 +179,30 @@ def test_hyperband_with_latency_objective(ray_address: str, demo_data: Path, tmp
         assert t.latency_ms == table[f"yolo11n.yaml@{t.config['imgsz']}"]
         for r in _rows(Path(t.path) / "progress.csv"):
             assert float(r["objective"]) == pytest.approx(latency_objective(float(r["fitness"]), t.latency_ms, 0.5, 0))
+
+
+def test_a_registered_searcher_runs_and_exist_ok_keeps_the_earlier_search(ray_address: str, demo_data: Path,
+                                                                          tmp_path: Path) -> None:
+    from ray.tune.search import BasicVariantGenerator
+
+    from yolo_optim.registry import SEARCHERS
+    from yolo_optim.tune.searchers import SearchPlan
+
+    @SEARCHERS.register("toy-fixed-lr")
+    def fixed_lr(space, metric, mode, trials, seed, concurrency):
+        """Every trial at lr0=0.0042, whatever the space says."""
+        return SearchPlan(BasicVariantGenerator(max_concurrent=1), {"lr0": 0.0042}, trials, limits_concurrency=True)
+
+    args = {**SMALL, "trials": 1, "concurrency": 1}
+    first = yolo_optim.tune("yolo11n.yaml", demo_data, space=TWO_PARAMS, search="toy-fixed-lr", scheduler="none",
+                            project=str(tmp_path), name="toy", **args)
+    assert [t.config["lr0"] for t in first.trials] == [0.0042] and first.best is not None
+    (first.save_dir / "notes.txt").write_text("mine")
+    second = yolo_optim.tune("yolo11n.yaml", demo_data, space=TWO_PARAMS, search="random", scheduler="none",
+                             project=str(tmp_path), name="toy", exist_ok=True, **args)
+    assert second.save_dir == first.save_dir
+    assert (first.save_dir / "notes.txt").read_text() == "mine", "exist_ok deletes nothing"
+    assert (first.save_dir / "ray").is_dir() and (first.save_dir / "ray-2").is_dir()
+    assert Path(second.trials[0].path).parent.name == "ray-2" and second.trials[0].config["lr0"] != 0.0042
+    rows = _rows(first.save_dir / "trials.csv")
+    assert [r["trial_id"] for r in rows] == [second.trials[0].trial_id]  # the outputs are the new search's
