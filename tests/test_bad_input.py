@@ -177,6 +177,8 @@ CASES = {
     "trials zero": (lambda t, ds: ["tune", "trials=0"], r"trials=0 is too small"),
     "empty key": (lambda t, ds: ["data", "=3"], r"'=3' has no key before '='"),
     "empty name": (lambda t, ds: ["export", "name="], r"name must be set"),
+    "name escaping the project": (lambda t, ds: ["export", "model=yolo11n.yaml", "name=../../x"],
+                                  r"name=\.\./\.\./x leaves the project folder"),
     "cfg file missing": (lambda t, ds: ["data", "cfg=nope.yaml"], r"cfg=nope\.yaml does not exist"),
     "cfg file with unknown key": (lambda t, ds: ["data", f"cfg={_yaml(t, 'c.yaml', {'trian': 3})}"],
                                   r"'trian' is not a valid key for mode 'data'; did you mean 'train'"),

@@ -135,6 +135,9 @@ def run_dir(mode: str, project: str | None, name: str | None, exist_ok: bool) ->
     Nothing is created here; callers create the folder (`run_folder`) only once inputs are validated.
     """
     project_path = Path(project) if project else Path("runs") / "optim" / mode
+    if name and (Path(name).is_absolute() or ".." in Path(name).parts):
+        raise OptimError(f"name={name} leaves the project folder; give a plain run name, and choose the folder "
+                         "with project=")
     for parent in (project_path, *project_path.parents):
         if parent.exists() and not parent.is_dir():
             raise OptimError(f"project={project_path} is not a folder ({parent} is a file); choose another project=")
