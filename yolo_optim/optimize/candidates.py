@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -120,9 +121,23 @@ def run_task(root: str, task: BenchTask | PruneTask) -> dict[str, Any]:
     if old is not None:
         return {**old, "reused": True}
     folder = task_folder(root_path, task)
+    t0 = time.perf_counter()
     result = _bench(task, folder) if isinstance(task, BenchTask) else _prune(task, folder)
+    result.update(node=_node(), seconds=round(time.perf_counter() - t0, 1))
     write_json_atomic(folder / DONE, result)
     return {**result, "reused": False}
+
+
+def _node() -> str:
+    """Where the task ran: the Ray node id inside a Ray worker, else this host's name."""
+    import socket
+    import sys
+
+    if "ray" in sys.modules:  # only a Ray worker (or a driver that chose Ray) has imported it
+        ray = sys.modules["ray"]
+        if ray.is_initialized():
+            return f"ray:{ray.get_runtime_context().get_node_id()[:12]}"
+    return socket.gethostname()
 
 
 def _public(name: str) -> Any:

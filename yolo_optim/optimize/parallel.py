@@ -57,6 +57,7 @@ class RayExecutor:
             raise OptimError("address= runs the search on a Ray cluster, but Ray is not installed; "
                              "pip install 'ray[tune]' or drop address=") from None
         self._started = False
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline sites: no usage-stats upload
         if not ray.is_initialized():
             env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
             try:

@@ -115,11 +115,13 @@ def _run(executor: Any, root: Path, stage: str, tasks: list[Any], out: SearchOut
         progress.start(stage, task)
 
     for task, result, error in executor.map(run_task, str(root), tasks, on_start=on_start):
-        seconds = time.time() - started.get(id(task), time.time())
         reused = bool(result and result.get("reused"))
+        # a task's own time (on a cluster the wall time since submission includes its wait in the queue)
+        seconds = 0.0 if reused else (result or {}).get("seconds") or time.time() - started.get(id(task), time.time())
         progress.finish(task.kind, seconds, reused)
         out.stages.append({"stage": stage, "task": task.label, "status": "failed" if error else "ok",
-                           "reused": reused, "seconds": round(seconds, 1), "error": error})
+                           "reused": reused, "seconds": round(seconds, 1), "error": error,
+                           "node": (result or {}).get("node")})
         if error:
             LOG.warning("optimize: %s failed: %s (the search goes on)", task.label, error)
             out.notes.append(f"{stage}: {task.label} failed: {error}")
