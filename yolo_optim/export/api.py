@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.options import ExportOptions
 from ..core.scratch import scratch_dir
 from ..errors import OptimError
-from ..paths import run_dir, write_json_atomic
+from ..paths import current_umask, run_dir, write_json_atomic
 from .artifact import LOG
 from .base import META_KEY, Target, get_backend, read_artifact_metadata, write_artifact_metadata
 from .calibration import calibration_set, dataset_info
@@ -154,7 +154,7 @@ def _output_dir(cfg: Any) -> Path:
 def _commit(tmp: Path, save_dir: Path) -> Path:
     """Rename the finished temporary folder into place, or move its entries into an existing run folder."""
     shutil.rmtree(tmp / ".work", ignore_errors=True)
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp made it private; a run folder is as readable as any other
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp made it private; a run folder is as readable as any other
     if not save_dir.exists():
         tmp.rename(save_dir)
         return save_dir
@@ -169,14 +169,6 @@ def _commit(tmp: Path, save_dir: Path) -> Path:
             item.rename(dest)
     tmp.rmdir()
     return save_dir
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _add_metadata(artifact: Path, **fields: Any) -> None:
