@@ -208,8 +208,8 @@ def test_resume_after_an_interruption_redoes_only_unfinished_stages(base_run, tm
         return real(task, out)
 
     monkeypatch.setattr(candidates, "_bench", interrupted)
-    args = dict(target="openvino-cpu", imgsz=IMGSZ, batch=8, recipe=str(recipe), project=str(project), name="killed",
-                resume=True)
+    args = {"target": "openvino-cpu", "imgsz": IMGSZ, "batch": 8, "recipe": str(recipe), "project": str(project),
+            "name": "killed", "resume": True}
     with pytest.raises(KeyboardInterrupt):
         yolo_optim.optimize(base_run["model"], base_run["data"], **args)
     # nothing half-written: the finished outputs are those of the earlier run, the state says it is running

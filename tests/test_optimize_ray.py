@@ -43,7 +43,7 @@ def _wait(ready, address: str, node: subprocess.Popen, logs: Path, what: str, se
         if node.poll() is not None:
             log = "\n".join(p.read_text()[-1500:] for p in sorted(logs.iterdir()))
             pytest.fail(f"{what} exited: {log}")
-        status = subprocess.run([ray, "status", f"--address={address}"], capture_output=True, text=True)
+        status = subprocess.run([ray, "status", f"--address={address}"], capture_output=True, text=True, check=False)
         if status.returncode == 0 and ready(status.stdout):
             return
         time.sleep(3)
