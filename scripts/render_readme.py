@@ -33,6 +33,8 @@ COMMANDS = {
     "bench_export": "python scripts/bench_export.py --out runs/bench_export && cp runs/bench_export/results.json "
                     "scripts/results/bench_export.json",
     "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
+    "bench_amp": "python scripts/bench_amp.py --out scripts/results/bench_amp.json",
+    "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
     "bench_trt_qdq": "python scripts/bench_trt_qdq.py --model a.pt --model b.pt --data data.yaml "
                      "--modelopt-site DIR",
 }
@@ -80,6 +82,18 @@ def render_bench_trt_qdq(results: dict[str, Any]) -> str:
     return f"`{results['command']}` ({results.get('machine', '?')}):\n\n{_script('bench_trt_qdq').table(results)}\n"
 
 
+def render_bench_amp(results: dict[str, Any]) -> str:
+    """Training step time fp32 vs bf16, as scripts/bench_amp.py prints it."""
+    inst = ", ".join(results.get("bf16_instructions") or []) or "no bf16 instructions (bf16 is emulated)"
+    return (f"`{results['command']}` ({results['arch']}, {results.get('cpu', '?')}, {results.get('threads')} "
+            f"threads, {inst}; forward with loss, backward and AdamW step, medians of alternating rounds):\n\n"
+            f"{_script('bench_amp').table(results)}\n")
+
+
+def render_demo_baseline(results: dict[str, Any]) -> str:
+    return f"{_script('ship_demo_baseline').table(results)}\n"
+
+
 def render_benchmark(results: dict[str, Any]) -> str:
     """A `yolo-optim benchmark` results.json: its device tables as report.md shows them."""
     sys.path.insert(0, str(ROOT))
@@ -96,6 +110,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
     if results.get("schema", "").startswith("yolo-optim") or "rows" in results and "runs" in results:
         return render_benchmark
     table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
+             "bench_amp": render_bench_amp, "demo_baseline": render_demo_baseline,
              "bench_trt_qdq": render_bench_trt_qdq}
     key = next((k for k in table if name.startswith(k)), None)
     if key is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptimError
+from ..paths import as_new_file
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 STEM = "demo_baseline"
@@ -88,6 +89,7 @@ def materialize_checkpoint(shipped: ShippedBaseline, out: Path) -> Path:
     os.close(fd)
     try:
         torch.save(ckpt, tmp)
+        as_new_file(tmp)  # mkstemp makes it 0600; a cache on a shared home stays readable like any other file
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
