@@ -68,6 +68,29 @@ def test_bf16_hooks_run_convs_in_bf16_and_return_fp32_outputs():
     assert seen == [torch.float32]
 
 
+def test_bf16_region_wraps_a_distillation_model_whole():
+    """Distillation captures features mid-network with hooks: the region must cover the projectors too."""
+    from ultralytics import YOLO
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.distill_model import DistillationModel
+
+    args = get_cfg(overrides={"imgsz": 64})
+    teacher, student = YOLO("yolo11n.yaml").model, YOLO("yolo11n.yaml").model
+    teacher.args = student.args = args
+    wrapper = DistillationModel(teacher_model=teacher, student_model=student)
+    wrapper.args = args
+    wrapper.train()
+    install_bf16_autocast(wrapper, "cpu")
+    g = torch.Generator().manual_seed(0)
+    batch = {"img": torch.rand(2, 3, 64, 64, generator=g), "batch_idx": torch.tensor([0.0, 1.0]),
+             "cls": torch.tensor([[0.0], [1.0]]), "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.4, 0.4, 0.3, 0.3]])}
+    loss, _ = wrapper(batch)
+    loss.sum().backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    assert not torch.is_autocast_enabled("cpu")
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in student.parameters())
+
+
 def test_non_finite_gradients_are_detected():
     lin = torch.nn.Linear(2, 2)
     lin(torch.ones(1, 2)).sum().backward()

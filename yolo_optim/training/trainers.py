@@ -60,26 +60,24 @@ def _to_fp32(obj: Any) -> Any:
     return obj
 
 
-def _layer_stacks(model: nn.Module) -> list[nn.Module]:
-    """Every Ultralytics network inside `model` (the student and, when distilling, the teacher): modules whose
-    `model` attribute is the layer sequence Ultralytics runs one layer at a time."""
+def install_bf16_autocast(model: nn.Module, device_type: str) -> list[Any]:
+    """Hook a bf16 autocast region into `model`; returns the hook handles.
+
+    A plain Ultralytics network (its `model` attribute is the layer sequence it runs one layer at a time) gets the
+    region from its first layer to its head, so the loss runs in fp32. A wrapper around networks (Ultralytics'
+    DistillationModel: teacher, student and feature projectors, with features captured by hooks mid-network) gets
+    the region around its whole forward, as Ultralytics' own CUDA AMP does, so captured bf16 features meet their
+    projectors inside the region.
+    """
     from ultralytics.nn.tasks import BaseModel
 
-    return [m.model for m in model.modules()
-            if isinstance(m, BaseModel) and isinstance(getattr(m, "model", None), (nn.Sequential, nn.ModuleList))
-            and len(m.model)]
-
-
-def install_bf16_autocast(model: nn.Module, device_type: str) -> list[Any]:
-    """Hook a bf16 autocast region around each network in `model`; returns the hook handles."""
-    handles = []
-    for layers in _layer_stacks(model):
-        region = _AutocastRegion(device_type)
-        handles.append(layers[0].register_forward_pre_hook(region.enter))
-        handles.append(layers[-1].register_forward_hook(region.leave))
-    if not handles:
-        raise RuntimeError(f"no Ultralytics network found in {type(model).__name__} to run in bf16")
-    return handles
+    region = _AutocastRegion(device_type)
+    layers = getattr(model, "model", None)
+    if isinstance(model, BaseModel) and isinstance(layers, (nn.Sequential, nn.ModuleList)) and len(layers):
+        first, last = layers[0], layers[-1]
+    else:
+        first = last = model
+    return [first.register_forward_pre_hook(region.enter), last.register_forward_hook(region.leave)]
 
 
 def gradients_finite(model: nn.Module) -> bool:
