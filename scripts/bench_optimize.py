@@ -1,0 +1,284 @@
+"""Optimize figures on the demo baseline: the chosen stacked variant against the source, single techniques and
+Ultralytics' own INT8 route, side by side in one run; then the variant chosen for three budgets.
+
+    python scripts/bench_optimize.py [--model best.pt --data data.yaml] [--imgsz 256] [--latency-sizes 640,256]
+                                     [--budgets 0.5,0.33,0.25] [--recipe openvino-cpu.yaml] [--out runs/bench_optimize]
+                                     [--results scripts/results/bench_optimize.json]
+
+1. `yolo-optim optimize` without a budget (the recipe's candidates, mAP at --imgsz, the size the model was trained at).
+2. control: the unpruned source fine-tuned with the recipe's epochs (so pruning is not credited with more training).
+3. every model of the search (source and each pruned model) at fp32, bf16 (where the CPU has it) and int8, plus
+   Ultralytics' `export(format="openvino", int8=True)` on the same calibration images: mAP at --imgsz and latency at
+   each --latency-sizes with the benchmark's harness (one `yolo_optim.benchmark` per size, exports cached).
+   Fronts: optimize (every variant), INT8 only (the source at each precision), pruning only (fp32 models), and
+   Ultralytics' route; the optimize front dominates one when at every latency in the budget range its best mAP within
+   that latency is at least the other's.
+4. for each budget fraction f: `yolo-optim optimize budget=<f x source fp32 ms>` as a fresh command (wall time
+   measured), the chosen variant timed again (within the budget?), its mAP.
+Timing runs under /tmp/yolo_optim_timing.lock. Results land in --results (JSON) and <out>/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# the one lock every timing script shares
+from yolo_optim.core.timing import TIMING_LOCK
+
+
+def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(latency, mAP) pairs on the Pareto front, fastest first."""
+    best, out = -1.0, []
+    for lat, acc in sorted(points):
+        if acc > best:
+            out.append((lat, acc))
+            best = acc
+    return out
+
+
+def dominates(ours: list[tuple[float, float]], theirs: list[tuple[float, float]], lo: float, hi: float) -> bool:
+    """At every latency in [lo, hi], our best mAP within that latency is >= theirs (-inf where none fits)."""
+    def best(points: list[tuple[float, float]], at: float) -> float:
+        return max((a for lat, a in points if lat <= at), default=float("-inf"))
+
+    checkpoints = sorted({lo, hi, *(lat for lat, _ in ours + theirs if lo <= lat <= hi)})
+    return all(best(ours, at) >= best(theirs, at) for at in checkpoints)
+
+
+def optimize_cmd(args: argparse.Namespace, name: str, budget: float | None) -> list[str]:
+    cmd = [sys.executable, "-m", "yolo_optim", "optimize", f"model={args.model}", f"data={args.data}",
+           f"target={args.target}", f"imgsz={args.imgsz}", f"batch={args.batch}", f"project={args.out}",
+           f"name={name}", "exist_ok=True"]
+    if args.recipe:
+        cmd.append(f"recipe={args.recipe}")
+    if budget is not None:
+        cmd.append(f"budget={budget:.3f}ms")
+    return cmd
+
+
+def run_optimize(args: argparse.Namespace, name: str, budget: float | None) -> dict[str, Any]:
+    """One optimize command, fresh (its folder removed first) so the wall time covers the whole search."""
+    shutil.rmtree(Path(args.out) / name, ignore_errors=True)
+    t0 = time.time()
+    proc = subprocess.run(optimize_cmd(args, name, budget), text=True, capture_output=True, check=False)
+    wall = time.time() - t0
+    state = json.loads((Path(args.out) / name / "optimize.json").read_text())
+    if proc.returncode not in (0, 3):
+        raise SystemExit(f"optimize {name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    print(proc.stdout.strip().splitlines()[-3:], flush=True)
+    return {"name": name, "budget_ms": budget, "wall_s": round(wall, 1), "exit_code": proc.returncode,
+            "status": state["status"], "chosen": state.get("chosen"), "closest": state.get("closest"),
+            "notes": state.get("notes"), "command": " ".join(optimize_cmd(args, name, budget)[2:])}
+
+
+def control_map(args: argparse.Namespace, epochs: int) -> float | None:
+    """mAP50-95 of the unpruned source fine-tuned with the recipe's epochs (same fine-tuning as the pruned ones)."""
+    if epochs <= 0:
+        return None
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.evaluate import primary_map, val_map
+    from yolo_optim.prune.retrain import finetune
+
+    weights = finetune(Path(args.model), Path(args.data), epochs, Path(args.out) / "control", args.imgsz, 8,
+                       resume=True)
+    return primary_map(val_map(YOLO(str(weights)).model, Path(args.data), args.imgsz), "detect")
+
+
+def ultralytics_int8(args: argparse.Namespace, imgsz: int, work: Path) -> Path:
+    """Ultralytics' own OpenVINO INT8 export, calibrated on the same images as ours (a list file as its train split)."""
+    from ultralytics import YOLO
+
+    from yolo_optim.export.calibration import calibration_set, dataset_info
+
+    work.mkdir(parents=True, exist_ok=True)
+    calib = calibration_set(args.data, imgsz, 300, 0)
+    listing = work / "calib.txt"
+    listing.write_text("\n".join(str(p) for p in calib.images) + "\n")
+    info = dataset_info(args.data)
+    data = work / "calib.yaml"
+    data.write_text(json.dumps({"path": str(work), "train": str(listing), "val": str(info["val"]),
+                                "names": {int(k): v for k, v in info["names"].items()}}))
+    staged = work / f"source-{imgsz}.pt"
+    shutil.copyfile(args.model, staged)
+    return Path(YOLO(str(staged)).export(format="openvino", int8=True, data=str(data), split="train", imgsz=imgsz,
+                                         batch=1, dynamic=False, device="cpu", verbose=False))
+
+
+def ultralytics_row(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
+    """Latency at each size and mAP at --imgsz of Ultralytics' INT8 route, timed with the benchmark's harness."""
+    from ultralytics import YOLO
+
+    from yolo_optim.core.deploy import time_artifact
+    from yolo_optim.core.timing import TimingPlan
+    from yolo_optim.export.base import Target
+    from yolo_optim.paths import file_lock
+
+    row: dict[str, Any] = {"model": "ultralytics-int8", "latency": {}}
+    for size in sorted(set(sizes) | {args.imgsz}):
+        path = ultralytics_int8(args, size, Path(args.out) / "ultralytics" / str(size))
+        if size == args.imgsz:
+            metrics = YOLO(str(path), task="detect").val(data=args.data, imgsz=size, batch=1, verbose=False,
+                                                         plots=False, rect=False)
+            row["map50_95"] = float(metrics.box.map)
+        if size in sizes:
+            with file_lock(TIMING_LOCK):
+                t = time_artifact(path, Target("openvino", "cpu", "int8"), size,
+                                  TimingPlan(warmup=10, runs=args.runs, seconds=args.seconds))
+            row["latency"][str(size)] = round(t.inference.median_ms, 3)
+    return row
+
+
+def measure_all(args: argparse.Namespace, models: dict[str, str], precisions: list[str],
+                sizes: list[int]) -> dict[str, dict[str, Any]]:
+    """{label:precision: {map50_95, latency: {size: ms}}} for every model at every precision, one benchmark per size."""
+    import yolo_optim
+    from yolo_optim.paths import file_lock
+
+    out: dict[str, dict[str, Any]] = {}
+    label_of = {str(Path(p).resolve()): label for label, p in models.items()}
+    for size in sorted(set(sizes) | {args.imgsz}):
+        with file_lock(TIMING_LOCK):
+            report = yolo_optim.benchmark(list(models.values()), args.data,
+                                          targets=",".join(f"{args.target}:{p}" for p in precisions), imgsz=size,
+                                          accuracy=size == args.imgsz, project=str(Path(args.out) / "tables"),
+                                          name=f"at{size}", exist_ok=True, runs=args.runs, seconds=args.seconds,
+                                          batch=args.batch)
+        for r in report.measured():
+            key = f"{label_of.get(str(Path(r.model_path).resolve()), r.model)}:{r.precision}"
+            entry = out.setdefault(key, {"latency": {}, "executed": r.executed_precision})
+            if size in sizes:
+                entry["latency"][str(size)] = round(r.latency(), 3)
+            if size == args.imgsz:
+                entry["map50_95"] = r.map50_95
+    return out
+
+
+def markdown(res: dict[str, Any]) -> str:
+    sizes = res["latency_sizes"]
+    control = res["control_map"]
+    lines = [f"Source fp32 mAP50-95 {res['source_map']:.4f}; control (unpruned, fine-tuned {res['epochs']} epochs) "
+             + ("not run" if control is None else f"{control:.4f}") + ".", "",
+             "| variant | mAP50-95 | " + " | ".join(f"ms @{s} | x fp32 @{s}" for s in sizes) + " |",
+             "|---|---|" + "---|---|" * len(sizes)]
+    base = res["table"].get("source:fp32", {}).get("latency", {})
+    for key, row in sorted(res["table"].items(), key=lambda kv: kv[1]["latency"].get(str(sizes[0]), 1e9)):
+        mark = " **(chosen)**" if key == res["chosen_key"] else ""
+        cells = []
+        for s in sizes:
+            ms = row["latency"].get(str(s))
+            ref = base.get(str(s))
+            cells += ["–" if ms is None else f"{ms:.2f}", "–" if not (ms and ref) else f"{ref / ms:.2f}x"]
+        m = row.get("map50_95")
+        lines.append(f"| {key}{mark} | {'–' if m is None else f'{m:.4f}'} | " + " | ".join(cells) + " |")
+    lines += ["", "Fronts dominated by the optimize front: " + ", ".join(
+        f"{k} @{s}: {'yes' if v else 'NO'}" for s, d in res["dominates"].items() for k, v in d.items()), "",
+        "| budget | chosen | latency (rerun) | within | mAP50-95 | wall time |", "|---|---|---|---|---|---|"]
+    for b in res["budgets"]:
+        c = b.get("chosen") or {}
+        lines.append(f"| {b['fraction']}x = {b['budget_ms']:.2f} ms | "
+                     f"{c.get('model', 'none')}:{c.get('precision', '')} | "
+                     f"{b.get('rerun_ms', float('nan')):.2f} ms | {b.get('within')} | "
+                     f"{c.get('map50_95', float('nan')):.4f} | {b['wall_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", help="source .pt (default: the demo baseline)")
+    ap.add_argument("--data", help="data.yaml (default: the demo dataset)")
+    ap.add_argument("--target", default="openvino-cpu")
+    ap.add_argument("--imgsz", type=int, default=256, help="the size the model was trained at: mAP is measured here")
+    ap.add_argument("--latency-sizes", default="640,256")
+    ap.add_argument("--budgets", default="0.5,0.33,0.25", help="fractions of the source's fp32 latency")
+    ap.add_argument("--recipe", help="recipe YAML (default: cfg/recipes/<target>.yaml)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--runs", type=int, default=60)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--out", default="runs/bench_optimize")
+    ap.add_argument("--results", default=str(ROOT / "scripts" / "results" / "bench_optimize.json"))
+    args = ap.parse_args()
+    if not args.model:
+        from yolo_optim.config import make_config
+        from yolo_optim.data.baseline import demo_baseline, resolve_model_and_data
+
+        args.model = str(demo_baseline())
+        args.model, args.data = resolve_model_and_data(make_config("optimize", {"model": args.model}))
+    sizes = [int(s) for s in args.latency_sizes.split(",")]
+    from yolo_optim.export.base import Target, get_backend
+    from yolo_optim.optimize.recipe import load_recipe
+
+    recipe = load_recipe(args.target, args.recipe)
+    precisions = [p for p in recipe.precision_list()
+                  if get_backend(args.target.split("-")[0]).supports(Target.parse(args.target, precision=p))[0]]
+    t0 = time.time()
+    main_run = run_optimize(args, "nobudget", None)
+    stages = Path(args.out) / "nobudget" / "stages"
+    pruned = {json.loads(p.read_text())["weights"]: p.parent.name for p in stages.glob("prune-*/done.json")}
+    models = {"source": args.model, **{name.split("-")[1] + "-" + name.split("-")[2]: w for w, name in pruned.items()}}
+    table = measure_all(args, models, precisions, sizes)
+    table["ultralytics-int8:int8"] = ultralytics_row(args, sizes)
+    chosen = main_run["chosen"] or {}
+    chosen_key = next((k for k in table if k.endswith(f":{chosen.get('precision')}")
+                       and k.split(":")[0] in chosen.get("model", "")), None)
+    groups = {"optimize": [k for k in table if not k.startswith("ultralytics")], "int8-only": [k for k in table if k.startswith("source:")],
+              "pruning-only": [k for k in table if k.endswith(":fp32") and not k.startswith("ultra")],
+              "ultralytics": ["source:fp32", "ultralytics-int8:int8"]}
+    dom: dict[str, dict[str, bool]] = {}
+    for s in sizes:
+        pts = {g: front([(table[k]["latency"][str(s)], table[k]["map50_95"]) for k in keys
+                         if str(s) in table.get(k, {}).get("latency", {}) and table[k].get("map50_95") is not None])
+               for g, keys in groups.items()}
+        hi = table["source:fp32"]["latency"][str(s)]
+        lo = min(lat for lat, _ in pts["optimize"])
+        dom[str(s)] = {g: dominates(pts["optimize"], p, lo, hi) for g, p in pts.items() if g != "optimize"}
+    budgets = []
+    results = json.loads((Path(args.out) / "nobudget" / "results.json").read_text())
+    source_rows = [r for r in results["rows"]
+                   if r["model"] == "source" and r["precision"] == "fp32" and r["status"] == "ok"]
+    fp32_ms = source_rows[0]["inference"]["median_ms"] if source_rows else None
+    for f in [float(x) for x in args.budgets.split(",") if x] if fp32_ms else []:
+        b = run_optimize(args, f"budget{f:g}", f * fp32_ms)
+        b["fraction"] = f
+        c = b.get("chosen")
+        if c:
+            import yolo_optim
+            from yolo_optim.paths import file_lock
+
+            with file_lock(TIMING_LOCK):
+                rerun = yolo_optim.benchmark(c["model_path"], args.data, targets=c["target"], imgsz=c["imgsz"],
+                                             accuracy=False, project=str(Path(args.out) / "rerun"), name=f"b{f:g}",
+                                             exist_ok=True, resume=False, runs=args.runs, seconds=args.seconds)
+            b["rerun_ms"] = round(rerun.measured()[0].latency(), 3)
+            b["within"] = b["rerun_ms"] <= b["budget_ms"]
+        budgets.append(b)
+    res = {"command": " ".join(sys.argv), "model": args.model, "data": args.data, "imgsz": args.imgsz,
+           "latency_sizes": sizes, "epochs": recipe.finetune_epochs, "recipe": recipe.to_dict(),
+           "source_map": table["source:fp32"].get("map50_95"), "control_map": control_map(args, recipe.finetune_epochs),
+           "optimize": main_run, "table": table, "chosen_key": chosen_key, "dominates": dom, "budgets": budgets,
+           "environment": results["runs"][0].get("environment") if results["runs"] else None, "seconds": round(time.time() - t0, 1)}
+    if chosen_key:
+        c = table[chosen_key]
+        res["chosen_vs"] = {s: {p: round(table[f"source:{p}"]["latency"][str(s)] / c["latency"][str(s)], 3)
+                                for p in ("fp32", "bf16") if f"source:{p}" in table} for s in sizes}
+        if res["control_map"] is not None and c.get("map50_95") is not None:
+            res["chosen_vs_control_points"] = round(100 * (c["map50_95"] - res["control_map"]), 2)
+    from yolo_optim.paths import write_json_atomic, write_text_atomic
+
+    write_json_atomic(Path(args.results), res)
+    write_text_atomic(Path(args.out) / "results.md", markdown(res))
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
