@@ -20,7 +20,7 @@ TIMING = {"warmup": 1, "runs": 5, "seconds": 0.2, "threads": 0}
 
 
 def write_recipe(folder: Path, name: str, **changes) -> Path:
-    recipe = {"target": "openvino-cpu", "precisions": "fp32", "prune_targets": "flops:0.3", "finetune_epochs": 1,
+    recipe = {"target": "openvino-cpu", "precisions": "fp32", "prune_targets": "flops:0.3", "finetune_epochs": 0,
               "distill": False, "prune_allocation": "uniform", **TIMING, **changes}
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
@@ -29,7 +29,7 @@ def write_recipe(folder: Path, name: str, **changes) -> Path:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, tiny_model, demo_data):
-    """A finished search without budget: the source at fp32, one pruned (30% of FLOPs, 1 epoch) model at fp32."""
+    """A finished search without budget: the source at fp32, one pruned (30% of FLOPs, not fine-tuned) model at fp32."""
     import yolo_optim
 
     root = tmp_path_factory.mktemp("optimize")
