@@ -36,15 +36,6 @@ def _model(path: Path) -> torch.nn.Module:
     return torch.load(path, map_location="cpu", weights_only=False)["model"].float()
 
 
-@pytest.fixture
-def baseline(request: pytest.FixtureRequest):
-    """The trained baseline (mAP well above 0) when the test session provides it, else skip."""
-    try:
-        return request.getfixturevalue("trained_baseline")
-    except pytest.FixtureLookupError:
-        pytest.skip("the trained_baseline fixture is not available in this checkout")
-
-
 # --- the default allocation ------------------------------------------------------------------------------------
 
 def test_default_sensitivity_path_and_its_table_reused(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
@@ -169,7 +160,8 @@ def test_exist_ok_reuses_the_folder_and_deletes_nothing(tiny_model: Path, demo_d
 
 # --- accuracy and early stop on a model that has something to lose ------------------------------------------------
 
-def test_small_ratio_keeps_map_within_tolerance(baseline, tmp_path: Path) -> None:
+def test_small_ratio_keeps_map_within_tolerance(trained_baseline, tmp_path: Path) -> None:
+    baseline = trained_baseline
     # no fine-tune and no BatchNorm re-estimation (the held-out split has 8 training images): the pruner alone is
     # measured; a channel mapped wrong anywhere collapses mAP, an honest 5% of FLOPs costs little of it
     _ok(_cli(f"model={baseline.weights}", f"data={baseline.data}", f"imgsz={baseline.imgsz}", "batch=8",
@@ -180,7 +172,8 @@ def test_small_ratio_keeps_map_within_tolerance(baseline, tmp_path: Path) -> Non
     assert meta["metrics"]["map_after"] >= 0.75 * meta["metrics"]["map_before"], meta["metrics"]
 
 
-def test_max_drop_stops_pruning_early(baseline, tmp_path: Path) -> None:
+def test_max_drop_stops_pruning_early(trained_baseline, tmp_path: Path) -> None:
+    baseline = trained_baseline
     r = _ok(_cli(f"model={baseline.weights}", f"data={baseline.data}", f"imgsz={baseline.imgsz}", "batch=8",
                  "epochs=0", "step_epochs=0", "steps=3", "ratio=0.6", "max_drop=0", "calib_batches=2",
                  "allocation=uniform", f"project={tmp_path}", "name=stop", cwd=tmp_path))
