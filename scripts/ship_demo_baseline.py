@@ -50,7 +50,9 @@ def table(results: dict) -> str:
         (f" (best of the last {p['window']} epochs {p['gain_last_window'] * 100:+.2f} points over the best before)"
          if p["gain_last_window"] == p["gain_last_window"] else "")
     r = results["recipe"]
-    head = (f"Demo baseline: {r['arch']} trained {results['epochs_trained']} of {r['epochs']} epochs at {r['imgsz']} px "
+    snapshot = "" if results.get("finished", True) else " (a snapshot: the run was still training)"
+    head = (f"Demo baseline: {r['arch']} trained {results['epochs_trained']} of {r['epochs']} epochs{snapshot} at "
+            f"{r['imgsz']} px "
             f"(batch {r['batch']}, seed {r['seed']}, amp={r['amp']} -> {results['precision']}), "
             f"{results['train_hours']:.1f} h on {results.get('machine', '?')}; final mAP50-95 "
             f"{results['metrics'].get(MAP, float('nan')):.4f}, {state}:")

@@ -21,8 +21,8 @@ from .errors import OptimError, one_line
 MODES: dict[str, tuple[str, str, str]] = {
     "data": ("yolo_optim.data.demo:run_data", "write the offline demo dataset",
              "yolo-optim data out=datasets/demo train=400 val=100"),
-    "baseline": ("yolo_optim.data.baseline:run_baseline", "train (once) and cache the demo model",
-                 "yolo-optim baseline epochs=30"),
+    "baseline": ("yolo_optim.data.baseline:run_baseline", "the demo model: shipped, or trained once and cached",
+                 "yolo-optim baseline retrain"),
     "export": ("yolo_optim.export.api:run_export", "FP32/BF16/FP16/INT8 export per target",
                "yolo-optim export model=best.pt data=data.yaml target=openvino-cpu precision=int8"),
     "benchmark": ("yolo_optim.bench.api:run_benchmark", "mAP and latency of every variant",

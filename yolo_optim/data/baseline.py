@@ -148,7 +148,7 @@ def baseline_result(cfg: BaselineConfig) -> BaselineResult:
     precision = resolve_amp(cfg.amp, cfg.device).precision
     if precision != "fp32":  # fp32 keeps the key earlier versions used, so their cached runs stay valid
         settings["precision"] = precision
-    if cfg.patience < 100:
+    if cfg.patience != 100:  # Ultralytics' default keeps the key earlier versions used
         settings["patience"] = cfg.patience
     out = cache_dir() / "baselines" / f"{Path(arch).stem}-{_settings_key(settings)}"
     if getattr(cfg, "retrain", False) and (out / "baseline.json").exists():
@@ -161,7 +161,8 @@ def baseline_result(cfg: BaselineConfig) -> BaselineResult:
 
 
 def demo_baseline(**overrides: Any) -> Path:
-    """best.pt of the cached demo baseline (yolo11n, 30 epochs, 256 px by default); trains it on first use."""
+    """best.pt of the demo baseline (yolo11n, 256 px): the shipped weights for the default recipe (written into the
+    cache in seconds on first use), otherwise trained once for these settings and cached."""
     return baseline_result(make_config("baseline", overrides)).weights
 
 

@@ -119,7 +119,8 @@ def write_shipped_assets(best_pt: Path, manifest: dict[str, Any], assets: Path |
     cfg["names"] = [model.names[i] for i in range(len(model.names))]
     (assets / f"{STEM}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     full = {**manifest, "task": yolo.task, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
-            "train_args": {k: v for k, v in dict(model.args).items() if isinstance(v, (str, int, float, bool))
-                           or v is None}}
+            # the training machine's own paths (its weights file) mean nothing elsewhere; data= names the demo dataset
+            "train_args": {k: v for k, v in dict(model.args).items() if k != "model" and
+                           (isinstance(v, (str, int, float, bool)) or v is None)}}
     (assets / f"{STEM}.json").write_text(json.dumps(full, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return ShippedBaseline(full, weights, assets / f"{STEM}.yaml")
