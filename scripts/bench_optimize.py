@@ -46,13 +46,17 @@ def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def dominates(ours: list[tuple[float, float]], theirs: list[tuple[float, float]], lo: float, hi: float) -> bool:
-    """At every latency in [lo, hi], our best mAP within that latency is >= theirs (-inf where none fits)."""
+def dominates(ours: list[tuple[float, float]], theirs: list[tuple[float, float]], lo: float, hi: float) -> str:
+    """Compare the best mAP within each latency in [lo, hi] (-inf where nothing fits): "higher" when ours is higher
+    at every latency, "never lower" when it ties somewhere, else "lower somewhere"."""
     def best(points: list[tuple[float, float]], at: float) -> float:
         return max((a for lat, a in points if lat <= at), default=float("-inf"))
 
     checkpoints = sorted({lo, hi, *(lat for lat, _ in ours + theirs if lo <= lat <= hi)})
-    return all(best(ours, at) >= best(theirs, at) for at in checkpoints)
+    pairs = [(best(ours, at), best(theirs, at)) for at in checkpoints]
+    if all(o > t for o, t in pairs):
+        return "higher"
+    return "never lower" if all(o >= t for o, t in pairs) else "lower somewhere"
 
 
 def optimize_cmd(args: argparse.Namespace, name: str, budget: float | None) -> list[str]:
@@ -181,8 +185,8 @@ def markdown(res: dict[str, Any]) -> str:
             cells += ["–" if ms is None else f"{ms:.2f}", "–" if not (ms and ref) else f"{ref / ms:.2f}x"]
         m = row.get("map50_95")
         lines.append(f"| {key}{mark} | {'–' if m is None else f'{m:.4f}'} | " + " | ".join(cells) + " |")
-    lines += ["", "Fronts dominated by the optimize front: " + ", ".join(
-        f"{k} @{s}: {'yes' if v else 'NO'}" for s, d in res["dominates"].items() for k, v in d.items()), "",
+    lines += ["", "mAP of the optimize front against each single-technique front, at every latency in the budget "
+              "range: " + ", ".join(f"{k} @{s}: {v}" for s, d in res["dominates"].items() for k, v in d.items()), "",
         "| budget | chosen | latency (rerun) | within | mAP50-95 | wall time |", "|---|---|---|---|---|---|"]
     for b in res["budgets"]:
         c = b.get("chosen") or {}
@@ -234,13 +238,14 @@ def main() -> None:
     groups = {"optimize": [k for k in table if not k.startswith("ultralytics")], "int8-only": [k for k in table if k.startswith("source:")],
               "pruning-only": [k for k in table if k.endswith(":fp32") and not k.startswith("ultra")],
               "ultralytics": ["source:fp32", "ultralytics-int8:int8"]}
-    dom: dict[str, dict[str, bool]] = {}
+    dom: dict[str, dict[str, str]] = {}
     for s in sizes:
         pts = {g: front([(table[k]["latency"][str(s)], table[k]["map50_95"]) for k in keys
                          if str(s) in table.get(k, {}).get("latency", {}) and table[k].get("map50_95") is not None])
                for g, keys in groups.items()}
+        # the budget range: from the tightest budget fraction of the source's fp32 latency up to that latency
         hi = table["source:fp32"]["latency"][str(s)]
-        lo = min(lat for lat, _ in pts["optimize"])
+        lo = hi * min(float(x) for x in args.budgets.split(",") if x)
         dom[str(s)] = {g: dominates(pts["optimize"], p, lo, hi) for g, p in pts.items() if g != "optimize"}
     budgets = []
     results = json.loads((Path(args.out) / "nobudget" / "results.json").read_text())
