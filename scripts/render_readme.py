@@ -34,6 +34,8 @@ COMMANDS = {
                     "scripts/results/bench_export.json",
     "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
     "bench_amp": "python scripts/bench_amp.py --out scripts/results/bench_amp.json",
+    "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
+    "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
     "bench_trt_qdq": "python scripts/bench_trt_qdq.py --model a.pt --model b.pt --data data.yaml "
                      "--modelopt-site DIR",
