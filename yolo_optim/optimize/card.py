@@ -4,12 +4,11 @@ deploy/ with the chosen artifact (loadable by plain `YOLO(path)`) and its model 
 from __future__ import annotations
 
 import html
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.plotting import save_png
 from ..paths import atomic_dir, write_json_atomic, write_text_atomic
 from .select import BenchRow, Choice, map_change, speedup
 
@@ -98,18 +97,7 @@ def plot_search(report: Report, out: Path, choice: Choice, budget_ms: float | No
     if rows:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp made it private; a report is as readable as any other file
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return out
+    return save_png(fig, out)
 
 
 def _copy_artifact(src: Path, dest_dir: Path) -> Path:

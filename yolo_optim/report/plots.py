@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..paths import as_new_file
+from ..core.plotting import save_png
 from .tables import METRIC_TITLE
 
 if TYPE_CHECKING:
@@ -76,13 +74,4 @@ def plot_pareto(report: "Report", out: str | Path) -> Path:
     if lat_all:
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        as_new_file(tmp)  # mkstemp makes it private (0600)
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return out
+    return save_png(fig, out)
