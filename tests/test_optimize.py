@@ -223,3 +223,40 @@ def test_resume_after_an_interruption_redoes_only_unfinished_stages(base_run, tm
     assert stages["source openvino-cpu:fp32 @64"]["reused"]
     assert not stages["source openvino-cpu:int8w @64"]["reused"]
     assert {row.precision for row in r.report.rows} == {"fp32", "int8w"}
+
+
+def test_sensitivity_probes_run_once_as_a_stage_and_the_pruner_reuses_them(base_run, tmp_path):
+    """allocation=sensitivity: the probes are a stage of their own (one shard here, one per CPU slot on a cluster),
+    and the pruning task is handed their table, so it measures no probe again."""
+    import yolo_optim
+    from yolo_optim.prune.sensitivity import read_table
+
+    project = copy_run(base_run, tmp_path, "sens")
+    recipe = write_recipe(tmp_path, "sens", prune_allocation="sensitivity", sensitivity_ratios="0.5",
+                          sensitivity_images=8)
+    r = yolo_optim.optimize(base_run["model"], base_run["data"], target="openvino-cpu", imgsz=IMGSZ, batch=8,
+                            recipe=str(recipe), project=str(project), name="sens", resume=True)
+    stages = stages_of(r.save_dir)
+    probes = [s for s in stages if s["stage"] == "sensitivity"]
+    assert len(probes) == 1 and probes[0]["status"] == "ok" and not probes[0]["reused"]
+    merged = list((r.save_dir / "stages").glob("sensitivity-*.csv"))
+    assert len(merged) == 1
+    measured = {(x.group, x.ratio) for x in read_table(merged[0])}
+    assert len(measured) > 5
+    pruned_tables = list((r.save_dir / "stages").glob("prune-*/sensitivity.csv"))
+    assert len(pruned_tables) == 1
+    assert {(x.group, x.ratio) for x in read_table(pruned_tables[0])} == measured  # nothing measured twice
+
+    # shards split the same probes: together they are the whole table, each probe in exactly one shard
+    from yolo_optim.prune.sensitivity import probe_shard
+
+    keys = {"method": "l2", "sensitivity_ratios": "0.5", "sensitivity_images": 8, "imgsz": IMGSZ, "batch": 8}
+    halves = []
+    for i in range(2):
+        folder = tmp_path / f"shard{i}"
+        folder.mkdir()
+        halves.append({(x.group, x.ratio) for x in read_table(probe_shard(str(base_run["model"]),
+                                                                          str(base_run["data"]), folder, (i, 2),
+                                                                          **keys))})
+    assert halves[0] and halves[1] and not halves[0] & halves[1]
+    assert halves[0] | halves[1] == measured

@@ -82,7 +82,8 @@ def test_candidates_run_as_ray_tasks_on_both_nodes(two_node_cluster, tmp_path, t
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"target": "openvino-cpu", "precisions": "fp32,int8w",
                                       "prune_targets": "flops:0.3,flops:0.5", "finetune_epochs": 1,
-                                      "distill": False, "prune_allocation": "uniform", "warmup": 1, "runs": 5,
+                                      "distill": False, "prune_allocation": "sensitivity",
+                                      "sensitivity_ratios": "0.5", "sensitivity_images": 8, "warmup": 1, "runs": 5,
                                       "seconds": 0.2}))
     r = yolo_optim.optimize(tiny_model, demo_data, target="openvino-cpu", imgsz=64, batch=8, recipe=str(recipe),
                             address=two_node_cluster, project=str(tmp_path / "runs"), name="ray")
@@ -90,6 +91,8 @@ def test_candidates_run_as_ray_tasks_on_both_nodes(two_node_cluster, tmp_path, t
     stages = json.loads((r.save_dir / "optimize.json").read_text())["stages"]
     assert all(s["status"] == "ok" for s in stages), stages
     assert [s["stage"] for s in stages].count("prune") == 2
+    probes = [s for s in stages if s["stage"] == "sensitivity"]  # one shard of the probes per CPU of the cluster
+    assert len(probes) == 2 and len({s["node"] for s in probes}) == 2, probes
     assert [s["stage"] for s in stages].count("pruned") >= 2  # each pruned model at every precision kept
     nodes = {s["node"] for s in stages}
     assert len(nodes) == 2 and all(n.startswith("ray:") for n in nodes), nodes  # both nodes took candidates

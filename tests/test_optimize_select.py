@@ -63,23 +63,27 @@ def test_failed_rows_are_never_chosen():
     assert choose([*SOURCE, broken], SOURCE[0], "inference", 100.0, 0.01).row.key == SOURCE[0].key
 
 
-def inputs(budget: float | None, goals: str) -> SearchInputs:
+def inputs(budget: str | None, goals: str) -> SearchInputs:
     from dataclasses import replace
 
     recipe = replace(load_recipe("openvino-cpu"), prune_targets=goals)
     return SearchInputs(source="s.pt", source_sha256="0", data="d.yaml", data_sha256="0", runtime="openvino-cpu",
-                        recipe=recipe, imgsz=256, sizes=(), budget_ms=budget, metric="inference", batch=8,
+                        recipe=recipe, imgsz=256, sizes=(), budget=parse_budget(budget), metric="inference", batch=8,
                         device="cpu", workers=0, seed=0)
 
 
 def test_prune_goals_at_the_deploy_precision():
     fastest = SOURCE[1]  # bf16, 20 ms
-    goals, notes = prune_goals(inputs(None, "1.6x,budget,flops:0.5"), fastest, "inference")
+    goals, notes = prune_goals(inputs(None, "1.6x,budget,flops:0.5"), fastest, "inference", None)
     assert goals == [("pruned-1.6x", "latency:openvino-cpu:bf16:12.500ms", 0.5), ("pruned-flops0.5", "flops", 0.5)]
-    goals, _ = prune_goals(inputs(10.0, "budget,2x"), fastest, "inference")  # 9 ms (margin 0.9) and 10 ms differ
+    goals, _ = prune_goals(inputs("10ms", "budget,2x"), fastest, "inference", 10.0)  # 9 ms (margin 0.9), 10 ms differ
     assert [g[1] for g in goals] == ["latency:openvino-cpu:bf16:9.000ms", "latency:openvino-cpu:bf16:10.000ms"]
-    goals, notes = prune_goals(inputs(30.0, "budget"), fastest, "inference")
+    assert goals[0][0] == "pruned-10ms"
+    goals, notes = prune_goals(inputs("30ms", "budget"), fastest, "inference", 30.0)
     assert goals == [] and "already runs in 20.00 ms" in notes[0]
+    # a relative budget, resolved against the source's fp32 latency once measured, names the candidate by fraction
+    goals, _ = prune_goals(inputs("0.25x", "budget"), fastest, "inference", 0.25 * 40.0)
+    assert goals == [("pruned-0.25x", "latency:openvino-cpu:bf16:9.000ms", 0.5)]
 
 
 @pytest.mark.parametrize("name", RECIPES)
@@ -109,11 +113,16 @@ def test_recipe_names_and_errors(tmp_path):
 
 
 def test_budget_and_sizes_parsing():
-    assert parse_budget("8ms") == 8.0 and parse_budget("8") == 8.0 and parse_budget(8.5) == 8.5
-    assert parse_budget("0.008s") == pytest.approx(8.0) and parse_budget(None) is None
-    for bad in ("0ms", "-1ms", "fast", "8 fps"):
+    assert parse_budget("8ms").ms == 8.0 and parse_budget("8").ms == 8.0 and parse_budget(8.5).ms == 8.5
+    assert parse_budget("0.008s").ms == pytest.approx(8.0) and parse_budget(None) is None
+    half = parse_budget("0.5x")
+    assert half.ms is None and half.fraction == 0.5 and half.resolve(12.0) == 6.0
+    assert parse_budget("8ms").resolve(100.0) == 8.0
+    for bad in ("0ms", "-1ms", "fast", "8 fps", "0x"):
         with pytest.raises(OptimError, match="not a positive latency"):
             parse_budget(bad)
+    with pytest.raises(OptimError, match="fraction under 1"):
+        parse_budget("1.5x")
     assert parse_sizes("224, 192,224") == [224, 192] and parse_sizes(None) == []
     with pytest.raises(OptimError, match="multiple of 32"):
         parse_sizes("200")

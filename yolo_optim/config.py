@@ -208,7 +208,7 @@ class TuneConfig(CommonConfig):
 @dataclass(frozen=True)
 class OptimizeConfig(CommonConfig):
     target: str | None  # <backend>-<device> or tensorrt-jetson; None = this machine's CPU target
-    budget: str | None  # latency budget, e.g. 8ms; None = fastest within max_drop
+    budget: str | None  # latency budget, e.g. 8ms or 0.5x (of the source); None = fastest within max_drop
     max_drop: float = key(ge=0, lt=1)  # accepted mAP50-95 loss
     recipe: str | None  # recipe YAML; None = cfg/recipes/<target>.yaml
     imgsz_choices: str | None  # smaller input sizes to try; None = the recipe's

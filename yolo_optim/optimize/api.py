@@ -27,45 +27,66 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger("yolo_optim.optimize")
 EXIT_BUDGET_UNMET = 3  # CLI exit status when no variant meets the budget (the report still says what came closest)
-_BUDGET = re.compile(r"^\s*(?P<v>[0-9]*\.?[0-9]+)\s*(?P<unit>ms|s)?\s*$")
+_BUDGET = re.compile(r"^\s*(?P<v>[0-9]*\.?[0-9]+)\s*(?P<unit>ms|s|x)?\s*$")
 
 
 @dataclass(frozen=True)
 class OptimizeResult:
     """A finished search."""
 
-    status: str  # ok, or budget_unmet
-    model: Any  # the chosen variant as an Ultralytics YOLO (loaded from deploy/), None when the budget is unmet
-    path: Path | None  # the chosen artifact in deploy/
+    status: str  # ok, budget_unmet, or planned (tensorrt-jetson from the budget alone: nothing measured on the device)
+    model: Any  # the chosen variant as an Ultralytics YOLO (loaded from deploy/), None when unmet or planned
+    path: Path | None  # the chosen artifact in deploy/ (planned: the Jetson bundle)
     row: BenchRow | None  # its benchmark row (mAP, latency, precision, ...)
-    reference: BenchRow  # the source's row on the target
+    reference: BenchRow | None  # the source's row on the target (None when planned)
     closest: BenchRow | None  # budget unmet: the fastest variant measured
-    report: Report  # every candidate (also results.json, report.md in save_dir)
+    report: Report | None  # every candidate (also results.json, report.md in save_dir); None when planned
     save_dir: Path  # the run folder
     message: str  # what was chosen, or why nothing was and what it would take
     notes: tuple[str, ...] = field(default_factory=tuple)  # stages that were skipped, dropped or failed
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status == "ok" else EXIT_BUDGET_UNMET
+        return EXIT_BUDGET_UNMET if self.status == "budget_unmet" else 0
 
     @property
     def speedup(self) -> float | None:
-        return speedup(self.row, self.reference, self.report.metric) if self.row else None
+        return speedup(self.row, self.reference, self.report.metric) if self.row and self.report else None
 
     @property
     def map_change(self) -> float | None:
-        return map_change(self.row, self.reference) if self.row else None
+        return map_change(self.row, self.reference) if self.row and self.reference else None
 
 
-def parse_budget(text: Any) -> float | None:
-    """'8ms', '8', 8.5, '0.008s' -> milliseconds; None or '' -> None."""
+@dataclass(frozen=True)
+class Budget:
+    """A latency budget: absolute (ms), or a fraction of the source's latency on the target (`0.5x`), which is
+    known once the source is measured there."""
+
+    ms: float | None = None
+    fraction: float | None = None
+
+    def resolve(self, source_ms: float) -> float:
+        return self.ms if self.ms is not None else float(self.fraction) * source_ms
+
+    def __str__(self) -> str:
+        return f"{self.ms:g} ms" if self.ms is not None else f"{self.fraction:g}x the source's latency"
+
+
+def parse_budget(text: Any) -> Budget | None:
+    """'8ms', '8', 8.5, '0.008s' -> milliseconds; '0.5x' -> half the source's latency; None or '' -> None."""
     if text is None or str(text).strip() == "":
         return None
     m = _BUDGET.match(str(text).lower())
     if not m or float(m["v"]) <= 0:
-        raise OptimError(f"budget={text} is not a positive latency; write it like budget=8ms (or budget=0.008s)")
-    return float(m["v"]) * (1000.0 if m["unit"] == "s" else 1.0)
+        raise OptimError(f"budget={text} is not a positive latency; write it like budget=8ms (or budget=0.008s), "
+                         "or as a fraction of the source's latency on the target, like budget=0.5x")
+    if m["unit"] == "x":
+        if float(m["v"]) >= 1:
+            raise OptimError(f"budget={text} is not below the source's own latency; a relative budget is a "
+                             "fraction under 1, like budget=0.5x")
+        return Budget(fraction=float(m["v"]))
+    return Budget(ms=float(m["v"]) * (1000.0 if m["unit"] == "s" else 1.0))
 
 
 def default_target() -> str:
@@ -166,16 +187,16 @@ def run_optimize(cfg: OptimizeConfig) -> OptimizeResult:
     finally:
         executor.close()
     return finish(cfg, folder, outcome.rows, outcome.runs, outcome.reference, outcome.notes, outcome.stages, source,
-                  target, budget, state, t0)
+                  target, outcome.budget_ms, state, t0)
 
 
 def _inputs(cfg: Any, recipe: Recipe, target: str, source: str, sha: str, data: str, sizes: list[int],
-            budget: float | None) -> Any:
+            budget: Budget | None) -> Any:
     from .search import SearchInputs
 
     return SearchInputs(source=source, source_sha256=sha, data=str(Path(data).resolve()),
                         data_sha256=data_fingerprint(data), runtime=target, recipe=recipe, imgsz=cfg.imgsz,
-                        sizes=tuple(sizes), budget_ms=budget, metric=cfg.metric, batch=cfg.batch,
+                        sizes=tuple(sizes), budget=budget, metric=cfg.metric, batch=cfg.batch,
                         device=str(cfg.device), workers=cfg.workers, seed=cfg.seed)
 
 

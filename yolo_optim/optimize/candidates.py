@@ -1,6 +1,7 @@
 """The units of work of a search, as plain picklable specs and top-level functions, so each runs the same way in
 this process or as a Ray task on another node: measure one model at one precision and input size, or prune one
-model to one goal. Both call the public `yolo_optim.benchmark` and `yolo_optim.prune`.
+model to one goal, or measure one shard of the pruning sensitivity probes. They call the public
+`yolo_optim.benchmark` and `yolo_optim.prune`, and the pruner's own sensitivity analysis.
 
 Each task works in its own folder, named after a digest of everything it depends on (the content hashes of its
 model and data, its settings), and writes `done.json` there last: a finished task is found again and reused while
@@ -87,7 +88,39 @@ class PruneTask:
         return f"{self.name} ({self.target if self.target != 'flops' else f'flops ratio {self.ratio:g}'})"
 
 
-def task_digest(task: BenchTask | PruneTask) -> str:
+@dataclass(frozen=True)
+class ProbeTask:
+    """Shard `shard` of `shards` of the sensitivity probes `prune allocation=sensitivity` would measure on `model`
+    (each probe prunes one channel group alone and validates): the slow part of sensitivity pruning, split so a
+    cluster measures it in parallel. The merged table is handed to the pruning tasks as `sensitivity_table=`."""
+
+    name: str
+    model: str
+    model_sha256: str
+    data: str
+    data_sha256: str
+    imgsz: int
+    options: dict[str, Any]  # the prune keys the pruning tasks use (method, ratios, images, round_to, ...)
+    shard: int
+    shards: int
+    batch: int = 16
+    device: str = "cpu"
+    workers: int = 0
+    seed: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "probe"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.shard + 1}/{self.shards}"
+
+
+Task = BenchTask | PruneTask | ProbeTask
+
+
+def task_digest(task: Task) -> str:
     """A digest of everything the task's result depends on (paths excluded: the content hashes stand for them)."""
     d = asdict(task)
     d.pop("model")
@@ -97,13 +130,14 @@ def task_digest(task: BenchTask | PruneTask) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def task_folder(root: Path, task: BenchTask | PruneTask) -> Path:
+def task_folder(root: Path, task: Task) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_.@" else "-" for c in task.name)
-    tail = f"-{task.precision}-{task.imgsz}" if isinstance(task, BenchTask) else ""
+    tail = f"-{task.precision}-{task.imgsz}" if isinstance(task, BenchTask) else \
+        f"-{task.shard + 1}of{task.shards}" if isinstance(task, ProbeTask) else ""
     return Path(root) / f"{task.kind}-{safe}{tail}-{task_digest(task)}"
 
 
-def finished(root: Path, task: BenchTask | PruneTask) -> dict[str, Any] | None:
+def finished(root: Path, task: Task) -> dict[str, Any] | None:
     """The recorded result of a task that already finished with the same inputs, else None."""
     done = task_folder(root, task) / DONE
     if done.is_file():
@@ -114,7 +148,7 @@ def finished(root: Path, task: BenchTask | PruneTask) -> dict[str, Any] | None:
     return None
 
 
-def run_task(root: str, task: BenchTask | PruneTask) -> dict[str, Any]:
+def run_task(root: str, task: Task) -> dict[str, Any]:
     """Run one task (reusing its finished result); the entry point both locally and on a Ray worker."""
     root_path = Path(root)
     old = finished(root_path, task)
@@ -122,7 +156,8 @@ def run_task(root: str, task: BenchTask | PruneTask) -> dict[str, Any]:
         return {**old, "reused": True}
     folder = task_folder(root_path, task)
     t0 = time.perf_counter()
-    result = _bench(task, folder) if isinstance(task, BenchTask) else _prune(task, folder)
+    work = {BenchTask: _bench, PruneTask: _prune, ProbeTask: _probe}[type(task)]
+    result = work(task, folder)
     result.update(node=_node(), seconds=round(time.perf_counter() - t0, 1))
     write_json_atomic(folder / DONE, result)
     return {**result, "reused": False}
@@ -162,6 +197,16 @@ def _bench(t: BenchTask, folder: Path) -> dict[str, Any]:
             for r in report.rows]
     used = {r.run_id for r in rows}
     return {"rows": [r.to_dict() for r in rows], "runs": [r for r in report.runs if r["run_id"] in used]}
+
+
+def _probe(t: ProbeTask, folder: Path) -> dict[str, Any]:
+    from ..prune.sensitivity import probe_shard, read_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    keys = {**t.options, "imgsz": t.imgsz, "batch": t.batch, "device": t.device, "workers": t.workers,
+            "seed": t.seed}
+    table = probe_shard(t.model, t.data, folder, (t.shard, t.shards), **keys)
+    return {"table": str(table), "probes": len(read_table(table))}
 
 
 def _prune(t: PruneTask, folder: Path) -> dict[str, Any]:

@@ -145,3 +145,23 @@ def write_deploy(folder: Path, row: BenchRow, ref: BenchRow, source: str, steps:
             "source_latency_ms": ref.latency(metric), "speedup": round(speedup(row, ref, metric), 3),
             "versions": versions, "note": note or None})
     return folder / "deploy" / copied.name
+
+
+def write_plan_deploy(folder: Path, bundle: Path, plan: dict[str, Any]) -> Path:
+    """deploy/ for a Jetson plan made from the budget alone: the bundle and a card that says the latency is a plan."""
+    g0, g1 = plan["gflops"]
+    card = [f"# {Path(plan['source']).stem} for tensorrt-jetson (planned from the budget)", "",
+            f"- bundle: `{bundle.name}` (on the Jetson: `./setup.sh`, `./build.sh`, `./bench.sh`; see its README.md)",
+            f"- source: `{plan['source']}` (sha256 {plan['source_sha256']})",
+            "- steps applied: " + "; ".join(plan["steps"]),
+            (f"- mAP50-95: {plan['map50_95']:.4f} of the bundle's graph run here (source "
+             f"{plan['source_map50_95']:.4f}, {plan['map50_95'] - plan['source_map50_95']:+.4f})"),
+            (f"- latency: not measured. Planned at {plan['budget_fraction']:g}x the source's latency on the device, "
+             f"from FLOPs ({g0:.2f} -> {g1:.2f} GFLOPs); run bench.sh on the Jetson to measure it, then "
+             "`yolo-optim optimize target=tensorrt-jetson results=<its results.json>` to choose from measurements")]
+    with atomic_dir(folder / "deploy", replace=True) as tmp:
+        copied = _copy_artifact(bundle, tmp)
+        (tmp / "MODEL_CARD.md").write_text("\n".join(card) + "\n", encoding="utf-8")
+        write_json_atomic(tmp / "model_card.json", {**plan, "artifact": copied.name, "target": "tensorrt-jetson",
+                                                    "latency_ms": None})
+    return folder / "deploy" / copied.name

@@ -26,6 +26,7 @@ class LocalExecutor:
     """Tasks run in this process, in order."""
 
     where = "this machine"
+    slots = 1  # tasks that can run at once
 
     def map(self, fn: Callable[..., dict[str, Any]], root: str, tasks: Iterable[Any],
             on_start: Callable[[Any], None] | None = None) -> Iterator[tuple[Any, dict | None, str | None]]:
@@ -70,6 +71,7 @@ class RayExecutor:
         self.ray = ray
         self.cpus = cpus
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+        self.slots = max(1, int(ray.cluster_resources().get("CPU", 0)) // cpus)
         self.where = f"the Ray cluster at {address} ({len(nodes)} nodes, " \
                      f"{int(ray.cluster_resources().get('CPU', 0))} CPUs)"
 

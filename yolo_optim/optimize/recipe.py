@@ -58,6 +58,14 @@ class Recipe(_Validated):
                                  "1.5x), budget, or flops:<r> with r in (0, 1) (e.g. flops:0.5)")
         return list(dict.fromkeys(goals))
 
+    def prune_options(self) -> dict[str, Any]:
+        """The `yolo-optim prune` keys every pruned candidate of this recipe is made with."""
+        return {"method": self.prune_method, "allocation": self.prune_allocation,
+                "sensitivity_ratios": self.sensitivity_ratios, "sensitivity_images": self.sensitivity_images,
+                "steps": self.prune_steps, "max_layer_ratio": self.prune_max_layer_ratio,
+                "round_to": self.prune_round_to, "epochs": self.finetune_epochs, "distill": self.distill,
+                "lr0": self.lr0}
+
 
 def parse_sizes(text: str | None, what: str = "imgsz_choices") -> list[int]:
     """'224,192' -> [224, 192]; every size a positive multiple of 32."""

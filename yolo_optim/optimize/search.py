@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OptimError
-from .candidates import BenchTask, PruneTask, Timing, run_task
+from .candidates import BenchTask, ProbeTask, PruneTask, Timing, run_task
 from .recipe import Recipe
 from .select import BenchRow, kept_precisions, usable
 
 LOG = logging.getLogger("yolo_optim.optimize")
 # First guesses of a task's seconds on a small CPU, replaced by the mean of the tasks measured in this run.
-_GUESS = {"bench": 30.0, "prune": 90.0, "epoch": 60.0}
+_GUESS = {"bench": 30.0, "prune": 90.0, "epoch": 60.0, "probe": 600.0}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SearchInputs:
     recipe: Recipe
     imgsz: int  # the input size the source is deployed at
     sizes: tuple[int, ...]  # further (smaller) input sizes to measure the source at
-    budget_ms: float | None
+    budget: Any  # api.Budget (ms, or a fraction of the reference's latency), or None
     metric: str
     batch: int
     device: str
@@ -48,6 +48,7 @@ class SearchOutcome:
     notes: list[str] = field(default_factory=list)  # what was skipped or dropped, and why
     stages: list[dict[str, Any]] = field(default_factory=list)  # per task: stage, label, status, seconds, error
     reference: BenchRow | None = None  # the source's row at imgsz the others are compared with
+    budget_ms: float | None = None  # the budget in ms (a relative one resolved against the reference)
 
 
 class Progress:
@@ -56,7 +57,7 @@ class Progress:
     def __init__(self, plan: dict[str, int], epochs: int) -> None:
         self.plan = dict(plan)  # stage -> tasks still expected
         self.t0 = time.time()
-        self.took: dict[str, list[float]] = {"bench": [], "prune": []}
+        self.took: dict[str, list[float]] = {"bench": [], "prune": [], "probe": []}
         self.epochs = epochs
         self.current: tuple[str, float] | None = None
 
@@ -64,10 +65,11 @@ class Progress:
         done = self.took[kind]
         if done:
             return sum(done) / len(done)
-        return _GUESS["bench"] if kind == "bench" else _GUESS["prune"] + _GUESS["epoch"] * self.epochs
+        return _GUESS["prune"] + _GUESS["epoch"] * self.epochs if kind == "prune" else _GUESS[kind]
 
     def left(self) -> float:
-        return sum(n * self._each("prune" if s == "prune" else "bench") for s, n in self.plan.items())
+        kinds = {"prune": "prune", "sensitivity": "probe"}
+        return sum(n * self._each(kinds.get(s, "bench")) for s, n in self.plan.items())
 
     def start(self, stage: str, task: Any) -> None:
         self.plan[stage] = max(0, self.plan.get(stage, 1) - 1)
@@ -135,7 +137,8 @@ def _run(executor: Any, root: Path, stage: str, tasks: list[Any], out: SearchOut
     return ok
 
 
-def prune_goals(inp: SearchInputs, fastest: BenchRow, metric: str) -> tuple[list[tuple[str, str, float]], list[str]]:
+def prune_goals(inp: SearchInputs, fastest: BenchRow, metric: str,
+                budget_ms: float | None) -> tuple[list[tuple[str, str, float]], list[str]]:
     """(candidate name, prune target, ratio) per recipe goal, and notes for the goals that cannot help."""
     goals, notes, seen = [], [], []
     for g in inp.recipe.prune_goals():
@@ -144,14 +147,15 @@ def prune_goals(inp: SearchInputs, fastest: BenchRow, metric: str) -> tuple[list
             continue
         base = fastest.latency(metric)
         if g == "budget":
-            if inp.budget_ms is None:
+            if budget_ms is None:
                 continue  # no budget given: the speed-up goals stand in for it
-            ms = inp.budget_ms * inp.recipe.prune_margin
+            ms = budget_ms * inp.recipe.prune_margin
             if ms >= base:
                 notes.append(f"pruning to the budget skipped: the source at {fastest.precision} already runs in "
                              f"{base:.2f} ms, within {ms:.2f} ms")
                 continue
-            name = f"pruned-{inp.budget_ms:g}ms"
+            fraction = inp.budget.fraction if inp.budget is not None else None
+            name = f"pruned-{fraction:g}x" if fraction else f"pruned-{budget_ms:g}ms"
         else:
             ms, name = base / float(g[:-1]), f"pruned-{g}"
         if any(abs(ms - s) < 0.05 * s for s in seen):
@@ -176,7 +180,8 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
                          f"{'; '.join(out.notes)}")
     sizes = [inp.imgsz, *[s for s in inp.sizes if s != inp.imgsz]]
     goals_guess = len(recipe.prune_goals())
-    progress = Progress({"source": len(precisions) * len(sizes), "prune": goals_guess,
+    probing = recipe.prune_allocation == "sensitivity" and goals_guess > 0
+    progress = Progress({"source": len(precisions) * len(sizes), "sensitivity": int(probing), "prune": goals_guess,
                          "pruned": goals_guess * len(precisions)}, recipe.finetune_epochs)
     LOG.info("optimize: %d source variants, up to %d pruned models, on %s", len(precisions) * len(sizes),
              goals_guess, executor.where)
@@ -194,6 +199,11 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
                          "nothing to compare candidates with")
     fp32 = [r for r in main if r.precision == "fp32"]
     out.reference = fp32[0] if fp32 else max(main, key=lambda r: (r.map50_95, -r.latency(inp.metric)))
+    if inp.budget is not None:
+        out.budget_ms = inp.budget.resolve(out.reference.latency(inp.metric))
+        if inp.budget.fraction is not None:
+            out.notes.append(f"budget {inp.budget}: {inp.budget.fraction:g} x {out.reference.latency(inp.metric):.2f} "
+                             f"ms ({out.reference.precision}) = {out.budget_ms:.2f} ms")
     kept: list[BenchRow] = []
     for s in sizes:
         k, notes = kept_precisions([r for r in out.rows if r.imgsz == s], inp.metric, recipe.min_gain)
@@ -205,20 +215,21 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
     # 2. pruning to latency goals at the precision that will be deployed (the fastest one kept)
     fastest = min(kept, key=lambda r: r.latency(inp.metric))
     most_accurate = kept[0]
-    goals, notes = prune_goals(inp, fastest, inp.metric)
+    goals, notes = prune_goals(inp, fastest, inp.metric, out.budget_ms)
     out.notes += notes
-    if goals and inp.budget_ms is not None and most_accurate.latency(inp.metric) <= inp.budget_ms:
+    if goals and out.budget_ms is not None and most_accurate.latency(inp.metric) <= out.budget_ms:
         out.notes.append(f"pruning skipped: the most accurate variant ({most_accurate.precision}, "
                          f"{most_accurate.latency(inp.metric):.2f} ms) already runs within the budget, so a pruned "
                          "model could only be less accurate")
         goals = []
     progress.plan["prune"] = len(goals)
     progress.plan["pruned"] = len(goals) * len(deploy)
-    options = {"method": recipe.prune_method, "allocation": recipe.prune_allocation,
-                   "sensitivity_ratios": recipe.sensitivity_ratios, "sensitivity_images": recipe.sensitivity_images,
-                   "steps": recipe.prune_steps, "max_layer_ratio": recipe.prune_max_layer_ratio,
-                   "round_to": recipe.prune_round_to, "epochs": recipe.finetune_epochs, "distill": recipe.distill,
-                   "lr0": recipe.lr0}
+    options = recipe.prune_options()
+    if goals and recipe.prune_allocation == "sensitivity":
+        table = sensitivity_stage(inp, options, executor, root, out, progress)
+        if table is not None:
+            options["sensitivity_table"] = str(table)
+    progress.plan["sensitivity"] = 0
     ptasks = [PruneTask(name=name, model=inp.source, model_sha256=inp.source_sha256, data=inp.data,
                         data_sha256=inp.data_sha256, target=target, ratio=ratio, imgsz=inp.imgsz, options=options,
                         batch=inp.batch, device=inp.device, workers=inp.workers, seed=inp.seed)
@@ -237,6 +248,35 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
     _run(executor, root, "pruned", btasks, out, progress)
     LOG.info("optimize: search done in %s", _clock(time.time() - progress.t0))
     return out
+
+
+def sensitivity_stage(inp: SearchInputs, options: dict[str, Any], executor: Any, root: Path, out: SearchOutcome,
+                      progress: Progress) -> Path | None:
+    """Measure the pruning sensitivity probes once for every pruned candidate, split into one shard per slot of the
+    executor (Ray tasks across a cluster; one shard here), and merge the shards' tables. A failed shard leaves its
+    probes to the pruning task, which measures whatever the table lacks."""
+    from ..paths import write_text_atomic
+
+    shards = executor.slots
+    progress.plan["sensitivity"] = shards
+    keys = {k: options[k] for k in ("method", "sensitivity_ratios", "sensitivity_images", "round_to")}
+    tasks = [ProbeTask(name="sensitivity", model=inp.source, model_sha256=inp.source_sha256, data=inp.data,
+                       data_sha256=inp.data_sha256, imgsz=inp.imgsz, options=keys, shard=i, shards=shards,
+                       batch=inp.batch, device=inp.device, workers=inp.workers, seed=inp.seed) for i in range(shards)]
+    done = _run(executor, root, "sensitivity", tasks, out, progress)
+    if not done:
+        return None
+    tables = sorted(Path(res["table"]) for _, res in done)
+    lines = [tables[0].read_text(encoding="utf-8").splitlines()[0]]
+    for t in tables:
+        lines += t.read_text(encoding="utf-8").splitlines()[1:]
+    from .candidates import task_digest
+
+    merged = root / f"sensitivity-{task_digest(tasks[0])[:8]}-{shards}.csv"
+    write_text_atomic(merged, "\n".join(lines) + "\n")
+    LOG.info("optimize: %d sensitivity probes measured in %d shard(s) on %s", len(lines) - 1, len(done),
+             executor.where)
+    return merged
 
 
 def with_steps(row: BenchRow) -> tuple[str, ...]:

@@ -61,10 +61,13 @@ def curves(rows: list[SensitivityRow]) -> dict[str, tuple[tuple[float, float], .
 
 def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float, ...], method: str,
             round_to: int, table: Path, batch: int = 16, seed: int = 0, calibrate: bool = True,
-            kind: str = "structured", taylor_batches: int = 4) -> list[SensitivityRow]:
+            kind: str = "structured", taylor_batches: int = 4,
+            shard: tuple[int, int] = (0, 1)) -> list[SensitivityRow]:
     """Measure (or finish measuring: rows already in `table` are kept) the loss of pruning each group alone.
 
-    Gradient criteria (taylor) score channels on `taylor_batches` training batches of `data`.
+    Gradient criteria (taylor) score channels on `taylor_batches` training batches of `data`. `shard=(i, n)`
+    measures only every n-th probe from the i-th, so n processes (Ray tasks on a cluster) share the analysis; the
+    probe order is fixed by the model's graph, so the shards together cover every probe once.
     """
     done = read_table(table) if table.exists() else []
     have = {(r.group, round(r.ratio, 4)) for r in done}
@@ -76,6 +79,7 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
     todo = [(g, r) for g in graph.groups for r in ratios if (g.name, round(r, 4)) not in have
             and (kind != "neuron" or g.pointwise)
             and round_keep(graph.channels(g) * (1 - r), graph.channels(g), round_to, 0.95) < graph.channels(g)]
+    todo = todo[shard[0]::shard[1]]
     LOG.info("sensitivity: %d groups x %d ratios (%d to measure), baseline mAP %.4f; each is a validation, so this "
              "takes a while on a CPU (allocation=uniform or global skips it, sensitivity_table= reuses one)",
              len(graph.groups), len(ratios), len(todo), reference)
@@ -103,6 +107,30 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
             LOG.info("sensitivity: %d/%d measured in %.0f s, about %s left", i + 1, len(todo), elapsed,
                      f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min")
     return rows
+
+
+def probe_shard(model: str, data: str, folder: Path, shard: tuple[int, int], **keys: object) -> Path:
+    """Shard `shard` of the sensitivity probes of checkpoint `model`, as `yolo-optim prune allocation=sensitivity`
+    with the prune keys `keys` would measure them (same prepared model, val subset, scores and probes), into
+    `folder`/sensitivity.csv; rows already there are kept. The shards' tables together are a `sensitivity_table=`."""
+    from ..config import make_config
+    from .api import _ratios
+    from .checkpoint import load_source
+    from .evaluate import val_subset_yaml
+    from .structured import prepare
+
+    cfg = make_config("prune", {**keys, "model": model, "data": data})
+    module = load_source(model)[0]
+    prepared, _ = prepare(module)
+    subset = val_subset_yaml(data, cfg.sensitivity_images, folder / "sensitivity_val", cfg.seed) \
+        if cfg.sensitivity_images else data
+    table = folder / "sensitivity.csv"
+    rows = analyse(prepared, subset, cfg.imgsz, _ratios(cfg.sensitivity_ratios), cfg.method, cfg.round_to, table,
+                   cfg.batch, cfg.seed, calibrate=cfg.calib_batches > 0, kind=cfg.kind,
+                   taylor_batches=cfg.taylor_batches, shard=shard)
+    if not table.exists():  # a shard with nothing left to measure still hands back a table
+        write_table(rows, table)
+    return table
 
 
 def plot_table(rows: list[SensitivityRow], path: Path) -> Path | None:

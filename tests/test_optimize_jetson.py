@@ -1,0 +1,60 @@
+"""`optimize target=tensorrt-jetson` without measurements from the device: planned from a relative budget alone."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import yaml
+
+from yolo_optim.errors import OptimError
+
+IMGSZ = 64
+
+
+def _recipe(folder, **changes):
+    path = folder / "jetson.yaml"
+    path.write_text(yaml.safe_dump({"target": "tensorrt-jetson", "precisions": "fp16", "prune_targets": "budget",
+                                    "finetune_epochs": 0, "distill": False, "prune_allocation": "uniform",
+                                    **changes}), encoding="utf-8")
+    return path
+
+
+def test_a_relative_budget_alone_plans_a_pruned_bundle(tmp_path, tiny_model, demo_data):
+    import yolo_optim
+    from yolo_optim.export.jetson import read_bundle
+
+    r = yolo_optim.optimize(tiny_model, demo_data, target="tensorrt-jetson", budget="0.5x", imgsz=IMGSZ, batch=8,
+                            recipe=str(_recipe(tmp_path)), max_drop=0.9, project=str(tmp_path / "runs"),
+                            name="plan")
+    assert r.status == "planned" and r.exit_code == 0 and r.row is None
+    bundle = read_bundle(r.path)  # deploy/ holds a complete bundle the device builds from
+    assert r.path.parent == r.save_dir / "deploy" and bundle["precision"] == "fp16"
+    assert all((r.path / f).is_file() for f in ("model.onnx", "build.sh", "bench.sh", "setup.sh"))
+    card = json.loads((r.save_dir / "deploy" / "model_card.json").read_text())
+    assert card["latency_ms"] is None and card["budget_fraction"] == 0.5 and card["precision"] == "fp16"
+    g0, g1 = card["gflops"]
+    assert g1 < 0.75 * g0  # pruned towards 0.5 x 0.9 of the FLOPs (channel rounding keeps it from exact)
+    assert 0.0 <= card["map50_95"] <= 1.0 and card["source_sha256"]
+    text = (r.save_dir / "deploy" / "MODEL_CARD.md").read_text()
+    assert "latency: not measured" in text and "bench.sh" in text
+    graph = onnx.load(str(r.path / "model.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer)
+    state = json.loads((r.save_dir / "optimize.json").read_text())
+    assert state["status"] == "planned" and state["plan"]["precision"] == "fp16"
+
+
+@pytest.mark.parametrize("budget", [None, "8ms"])
+def test_without_measurements_an_absolute_or_missing_budget_is_refused(tmp_path, tiny_model, demo_data, budget):
+    from yolo_optim.cli import main
+
+    args = ["optimize", f"model={tiny_model}", f"data={demo_data}", "target=tensorrt-jetson", f"imgsz={IMGSZ}",
+            f"project={tmp_path / 'runs'}"] + ([f"budget={budget}"] if budget else [])
+    assert main(args) == 2
+    assert not (tmp_path / "runs").exists()
+    import yolo_optim
+
+    with pytest.raises(OptimError, match="results=.*budget=0.5x"):
+        yolo_optim.optimize(tiny_model, demo_data, target="tensorrt-jetson", budget=budget, imgsz=IMGSZ,
+                            project=str(tmp_path / "runs"))
