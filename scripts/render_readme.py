@@ -37,6 +37,7 @@ COMMANDS = {
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
+    "bench_optimize_ray": "python scripts/bench_optimize_ray.py",
     "bench_trt_qdq": "python scripts/bench_trt_qdq.py --model a.pt --model b.pt --data data.yaml "
                      "--modelopt-site DIR",
 }
@@ -96,6 +97,18 @@ def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
 
+def render_bench_prune(results: dict[str, Any]) -> str:
+    return f"`python scripts/bench_prune.py` ({results['environment']}):\n\n{_script('bench_prune').markdown(results)}"
+
+
+def render_bench_tune(results: dict[str, Any]) -> str:
+    return f"`python scripts/bench_tune.py`: {_script('bench_tune').table(results)}"
+
+
+def render_bench_optimize_ray(results: dict[str, Any]) -> str:
+    return _script("bench_optimize_ray").render(results)
+
+
 def render_benchmark(results: dict[str, Any]) -> str:
     """A `yolo-optim benchmark` results.json: its device tables as report.md shows them."""
     sys.path.insert(0, str(ROOT))
@@ -113,7 +126,8 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
         return render_benchmark
     table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
              "bench_amp": render_bench_amp, "demo_baseline": render_demo_baseline,
-             "bench_trt_qdq": render_bench_trt_qdq}
+             "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
+             "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
     key = next((k for k in table if name.startswith(k)), None)
     if key is None:
         raise SystemExit(f"no renderer for scripts/results/{name}.json; add one to {Path(__file__).name}")
