@@ -127,11 +127,15 @@ def measure_latency(models: dict[str, str], cases: list[tuple[str, int]], data: 
 
 
 def report(results: dict[str, Any], path: Path) -> None:
+    path.write_text(f"# Pruning on the demo baseline ({results['environment']})\n\n{markdown(results)}")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The pruning table with the baseline it starts from (README block and results.md)."""
     rows = results["rows"]
     lat = results["latency"]
     base = results["baseline"]
-    lines = [f"# Pruning on the demo baseline ({results['environment']})", "",
-             (f"Baseline yolo11n: mAP50-95 {base['map'] * 100:.2f} at 256 px, {base['gflops_256']:.3f} GFLOPs at "
+    lines = [(f"Baseline yolo11n: mAP50-95 {base['map'] * 100:.2f} at 256 px, {base['gflops_256']:.3f} GFLOPs at "
               f"256 px, {base['params']:,} params. Fine-tune: {results['epochs']} epochs. Latency: OpenVINO CPU, "
               "raw inference, batch 1, median ms (min over interleaved rounds)."), "",
              ("baseline-ft is the unpruned baseline fine-tuned with the same recipe: the mAP a row would have without "
@@ -163,7 +167,7 @@ def report(results: dict[str, Any], path: Path) -> None:
                      f"{r['drop_points']:.2f} | {versus_control(r['map_after'])} | {cell(name, 'fp32@640')} | "
                      f"{speed(name, 'fp32@640')} | {cell(name, 'fp32@256')} | {speed(name, 'fp32@256')} | "
                      f"{with_speed(name, 'bf16@640')} | {with_speed(name, 'int8@640')} |")
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -79,6 +79,8 @@ def main() -> int:
     p.add_argument("--out", default="runs/optim/bench_tune")
     p.add_argument("--model", help="start from these weights instead of the demo baseline")
     p.add_argument("--data", help="dataset YAML (with --model)")
+    p.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results" / "bench_tune.json",
+                   help="where the results JSON the README table renders from is kept")
     a = p.parse_args()
     model, data = (Path(a.model), Path(a.data)) if a.model else _baseline_and_data()
     if a.prepare:
@@ -99,10 +101,31 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1min": load},
         "versions": {k: version(k) for k in ("ultralytics", "torch", "ray", "optuna")},
     }
-    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("yolo_optim", "ultralytics_model_tune", "wall_time_ratio",
-                                               "reaches_best_fitness")}, indent=2))
+    report["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in report["settings"].items()}
+    for path in (out / "results.json", a.results):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(path)
+    print(table(report))
     return 0
+
+
+def table(r: dict) -> str:
+    """The comparison as the README shows it."""
+    s = r["settings"]
+    ours, theirs = r["yolo_optim"], r["ultralytics_model_tune"]
+    lines = [(f"{s['trials']} trials x {s['epochs']} epochs, {s['imgsz']} px, batch {s['batch']}, "
+              f"{s['fraction']:.0%} of the training images, seed {s['seed']}, on {r['machine']['cpus']} CPUs "
+              f"(load {', '.join(f'{x:.1f}' for x in r['machine']['load_avg_1min'])}):"), "",
+             "| tuner | wall time | epochs trained | trials | best fitness (mAP50-95) |", "|---|---:|---:|---:|---:|",
+             (f"| yolo-optim (Optuna TPE + ASHA, {s['concurrency']} at once) | {ours['wall_s']:.0f} s | "
+              f"{ours['epochs_trained']} | {ours['trials']} | {ours['best_fitness']:.4f} |"),
+             (f"| Ultralytics `model.tune()` (genetic) | {theirs['wall_s']:.0f} s | {theirs['epochs_trained']} | "
+              f"{theirs['trials']} | {theirs['best_fitness']:.4f} |"), "",
+             (f"Wall time ratio {r['wall_time_ratio']:.2f}; yolo-optim reaches Ultralytics' best fitness: "
+              f"{'yes' if r['reaches_best_fitness'] else 'no'}.")]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
