@@ -239,6 +239,25 @@ def _onnx_props(p: Path) -> dict[str, Any]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def onnx_metadata(path: Path) -> dict[str, Any]:
+    """An ONNX file's metadata_props (Ultralytics' stride, names, imgsz, ... and ours)."""
+    return _onnx_props(Path(path))
+
+
+def restore_onnx_metadata(dst: Path, props: dict[str, Any]) -> None:
+    """Quantizers and converters drop metadata_props: put `props` (read from the graph they started from) back into
+    `dst` where it lacks them, so YOLO(dst) loads it."""
+    import onnx
+
+    model = onnx.load(str(dst))
+    have = {p.key for p in model.metadata_props}
+    for k, v in props.items():
+        if k not in have:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = k, v
+    onnx.save(model, str(dst))
+
+
 def _engine_header(p: Path) -> tuple[int, dict[str, Any]]:
     """Ultralytics' engine layout: 4-byte little-endian JSON length, the JSON, then the serialized engine."""
     with open(p, "rb") as f:

@@ -24,8 +24,10 @@ from .artifact import LOG, StagedSource, artifact_metadata, artifact_stem, place
 from .base import (
     Backend,
     Target,
+    onnx_metadata,
     read_artifact_metadata,
     register_backend,
+    restore_onnx_metadata,
     write_artifact_metadata,
 )
 from .calibration import calibration_for
@@ -97,9 +99,9 @@ class OnnxRuntimeBackend(Backend):
             extra["session_config"] = {"session.disable_quant_qdq": "1"}
         else:
             produced, extra = self._quantize_static(fp32, source, options)
-        props = _metadata_props(fp32)
+        props = onnx_metadata(fp32)
         final = place(produced, out_dir / f"{artifact_stem(source, target)}.onnx")
-        _restore_metadata_props(final, props)
+        restore_onnx_metadata(final, props)
         meta = artifact_metadata(target, options, source, self.package, executed_precision=target.precision, **extra)
         write_artifact_metadata(final, meta)
         source.cleanup()
@@ -294,25 +296,6 @@ def _attr(node: Any, name: str) -> Any:
     from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), 0)
-
-
-def _metadata_props(path: Path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-
-
-def _restore_metadata_props(path: Path, props: dict[str, str]) -> None:
-    """Quantizers drop metadata_props; put Ultralytics' (stride, names, imgsz, ...) back so YOLO(path) loads it."""
-    import onnx
-
-    model = onnx.load(str(path))
-    have = {p.key for p in model.metadata_props}
-    for k, v in props.items():
-        if k not in have:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = k, v
-    onnx.save(model, str(path))
 
 
 @functools.cache

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .base import onnx_metadata, restore_onnx_metadata
 from .graph import find_head_scope, level_grids, onnx_nodes
 
 # Ops whose inputs get Q/DQ pairs: what TensorRT runs in int8 and fuses with the DQ of its inputs.
@@ -202,22 +203,8 @@ def precision_onnx(fp32: Path, precision: str, options: Any, strides: list[float
     calib = calibration_for(options)
     out = work / "int8_qdq.onnx"
     quant = quantize_qdq_int8(fp32, out, calib, float_nodes)
-    _copy_metadata_props(fp32, out)
+    restore_onnx_metadata(out, onnx_metadata(fp32))
     return out, {"calibration": calib.info(), "quantization": {**quant, "float_scope_level": level}}
-
-
-def _copy_metadata_props(src: Path, dst: Path) -> None:
-    """Quantizers drop metadata_props; put Ultralytics' (stride, names, imgsz, ...) back so YOLO(path) loads it."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
-    model = onnx.load(str(dst))
-    have = {p.key for p in model.metadata_props}
-    for k, v in props.items():
-        if k not in have:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = k, v
-    onnx.save(model, str(dst))
 
 
 @contextlib.contextmanager
