@@ -13,8 +13,10 @@ Ultralytics' own INT8 route, side by side in one run; then the variant chosen fo
    Fronts: optimize (every variant), INT8 only (the source at each precision), pruning only (fp32 models), and
    Ultralytics' route; the optimize front dominates one when at every latency in the budget range its best mAP within
    that latency is at least the other's.
-4. for each budget fraction f: `yolo-optim optimize budget=<f x source fp32 ms>` as a fresh command (wall time
-   measured), the chosen variant timed again (within the budget?), its mAP.
+4. for each budget fraction f: `yolo-optim optimize budget=<f>x` (f x the source's fp32 latency, as that command
+   measures it) as a fresh command with the recipe's `budget` goal only (wall time measured), the chosen variant timed
+   again (within the budget?), its mAP.
+Each finished part is kept in <out>/progress.json: a rerun after a kill continues from there.
 Timing runs under /tmp/yolo_optim_timing.lock. Results land in --results (JSON) and <out>/results.md.
 """
 
@@ -59,18 +61,55 @@ def dominates(ours: list[tuple[float, float]], theirs: list[tuple[float, float]]
     return "never lower" if all(o >= t for o, t in pairs) else "lower somewhere"
 
 
-def optimize_cmd(args: argparse.Namespace, name: str, budget: float | None) -> list[str]:
+class Progress:
+    """Each finished part of the run (an optimize command, the table, Ultralytics' row, the control), kept in
+    <out>/progress.json as soon as it ends: a rerun after a kill skips them. A part's key names its inputs, so a
+    rerun with other settings measures again."""
+
+    def __init__(self, out: Path, settings: dict[str, Any]) -> None:
+        self.path = Path(out) / "progress.json"
+        self.settings = settings
+        old = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.done: dict[str, Any] = old.get("done", {}) if old.get("settings") == settings else {}
+
+    def get(self, key: str, make: Any) -> Any:
+        if key not in self.done:
+            self.done[key] = make()
+            from yolo_optim.paths import write_json_atomic
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, {"settings": self.settings, "done": self.done})
+        else:
+            print(f"{key}: kept from an earlier run ({self.path})", flush=True)
+        return self.done[key]
+
+
+def budget_recipe(args: argparse.Namespace) -> Path:
+    """The bench recipe with only the `budget` pruning goal: what a budget run needs (the front's other pruned
+    models are measured once, by the run without a budget)."""
+    import yaml
+
+    recipe = yaml.safe_load(Path(args.recipe).read_text()) if args.recipe else {}
+    recipe["prune_targets"] = "budget"
+    path = Path(args.out) / "budget_recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
+
+
+def optimize_cmd(args: argparse.Namespace, name: str, budget: str | None) -> list[str]:
     cmd = [sys.executable, "-m", "yolo_optim", "optimize", f"model={args.model}", f"data={args.data}",
            f"target={args.target}", f"imgsz={args.imgsz}", f"batch={args.batch}", f"project={args.out}",
            f"name={name}", "exist_ok=True"]
-    if args.recipe:
-        cmd.append(f"recipe={args.recipe}")
+    recipe = budget_recipe(args) if budget is not None else args.recipe
+    if recipe:
+        cmd.append(f"recipe={recipe}")
     if budget is not None:
-        cmd.append(f"budget={budget:.3f}ms")
+        cmd.append(f"budget={budget}")
     return cmd
 
 
-def run_optimize(args: argparse.Namespace, name: str, budget: float | None) -> dict[str, Any]:
+def run_optimize(args: argparse.Namespace, name: str, budget: str | None) -> dict[str, Any]:
     """One optimize command, fresh (its folder removed first) so the wall time covers the whole search."""
     shutil.rmtree(Path(args.out) / name, ignore_errors=True)
     t0 = time.time()
@@ -80,9 +119,28 @@ def run_optimize(args: argparse.Namespace, name: str, budget: float | None) -> d
     if proc.returncode not in (0, 3):
         raise SystemExit(f"optimize {name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     print(proc.stdout.strip().splitlines()[-3:], flush=True)
-    return {"name": name, "budget_ms": budget, "wall_s": round(wall, 1), "exit_code": proc.returncode,
+    return {"name": name, "budget": budget, "budget_ms": state.get("budget_ms"), "wall_s": round(wall, 1), "exit_code": proc.returncode,
             "status": state["status"], "chosen": state.get("chosen"), "closest": state.get("closest"),
             "notes": state.get("notes"), "command": " ".join(optimize_cmd(args, name, budget)[2:])}
+
+
+def budget_run(args: argparse.Namespace, f: float) -> dict[str, Any]:
+    """A fresh `optimize budget=<f>x` (f x the source's fp32 latency, as that command measures it), then the chosen
+    variant timed again."""
+    b = run_optimize(args, f"budget{f:g}", f"{f:g}x")
+    b["fraction"] = f
+    c = b.get("chosen")
+    if c:
+        import yolo_optim
+        from yolo_optim.paths import file_lock
+
+        with file_lock(TIMING_LOCK):
+            rerun = yolo_optim.benchmark(c["model_path"], args.data, targets=c["target"], imgsz=c["imgsz"],
+                                         accuracy=False, project=str(Path(args.out) / "rerun"), name=f"b{f:g}",
+                                         exist_ok=True, resume=False, runs=args.runs, seconds=args.seconds)
+        b["rerun_ms"] = round(rerun.measured()[0].latency(), 3)
+        b["within"] = b["rerun_ms"] <= b["budget_ms"]
+    return b
 
 
 def control_map(args: argparse.Namespace, epochs: int) -> float | None:
@@ -205,7 +263,9 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=256, help="the size the model was trained at: mAP is measured here")
     ap.add_argument("--latency-sizes", default="640,256")
     ap.add_argument("--budgets", default="0.5,0.33,0.25", help="fractions of the source's fp32 latency")
-    ap.add_argument("--recipe", help="recipe YAML (default: cfg/recipes/<target>.yaml)")
+    ap.add_argument("--recipe", default=str(ROOT / "scripts" / "bench_optimize_recipe.yaml"),
+                    help="recipe YAML (default: scripts/bench_optimize_recipe.yaml); the budget runs use it with "
+                         "prune_targets: budget")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--seconds", type=float, default=6.0)
@@ -226,12 +286,13 @@ def main() -> None:
     precisions = [p for p in recipe.precision_list()
                   if get_backend(args.target.split("-")[0]).supports(Target.parse(args.target, precision=p))[0]]
     t0 = time.time()
-    main_run = run_optimize(args, "nobudget", None)
+    progress = Progress(Path(args.out), {k: v for k, v in vars(args).items() if k not in ("results", "out")})
+    main_run = progress.get("optimize:nobudget", lambda: run_optimize(args, "nobudget", None))
     stages = Path(args.out) / "nobudget" / "stages"
     pruned = {json.loads(p.read_text())["weights"]: p.parent.name for p in stages.glob("prune-*/done.json")}
     models = {"source": args.model, **{name.split("-")[1] + "-" + name.split("-")[2]: w for w, name in pruned.items()}}
-    table = measure_all(args, models, precisions, sizes)
-    table["ultralytics-int8:int8"] = ultralytics_row(args, sizes)
+    table = progress.get("table", lambda: measure_all(args, models, precisions, sizes))
+    table["ultralytics-int8:int8"] = progress.get("ultralytics", lambda: ultralytics_row(args, sizes))
     chosen = main_run["chosen"] or {}
     chosen_key = next((k for k in table if k.endswith(f":{chosen.get('precision')}")
                        and k.split(":")[0] in chosen.get("model", "")), None)
@@ -253,23 +314,11 @@ def main() -> None:
                    if r["model"] == "source" and r["precision"] == "fp32" and r["status"] == "ok"]
     fp32_ms = source_rows[0]["inference"]["median_ms"] if source_rows else None
     for f in [float(x) for x in args.budgets.split(",") if x] if fp32_ms else []:
-        b = run_optimize(args, f"budget{f:g}", f * fp32_ms)
-        b["fraction"] = f
-        c = b.get("chosen")
-        if c:
-            import yolo_optim
-            from yolo_optim.paths import file_lock
-
-            with file_lock(TIMING_LOCK):
-                rerun = yolo_optim.benchmark(c["model_path"], args.data, targets=c["target"], imgsz=c["imgsz"],
-                                             accuracy=False, project=str(Path(args.out) / "rerun"), name=f"b{f:g}",
-                                             exist_ok=True, resume=False, runs=args.runs, seconds=args.seconds)
-            b["rerun_ms"] = round(rerun.measured()[0].latency(), 3)
-            b["within"] = b["rerun_ms"] <= b["budget_ms"]
-        budgets.append(b)
+        budgets.append(progress.get(f"budget:{f:g}", lambda f=f: budget_run(args, f)))
     res = {"command": " ".join(sys.argv), "model": args.model, "data": args.data, "imgsz": args.imgsz,
            "latency_sizes": sizes, "epochs": recipe.finetune_epochs, "recipe": recipe.to_dict(),
-           "source_map": table["source:fp32"].get("map50_95"), "control_map": control_map(args, recipe.finetune_epochs),
+           "source_map": table["source:fp32"].get("map50_95"),
+           "control_map": progress.get("control", lambda: control_map(args, recipe.finetune_epochs)),
            "optimize": main_run, "table": table, "chosen_key": chosen_key, "dominates": dom, "budgets": budgets,
            "environment": results["runs"][0].get("environment") if results["runs"] else None, "seconds": round(time.time() - t0, 1)}
     if chosen_key:

@@ -58,3 +58,42 @@ def test_without_measurements_an_absolute_or_missing_budget_is_refused(tmp_path,
     with pytest.raises(OptimError, match="results=.*budget=0.5x"):
         yolo_optim.optimize(tiny_model, demo_data, target="tensorrt-jetson", budget=budget, imgsz=IMGSZ,
                             project=str(tmp_path / "runs"))
+
+
+def _device_results(tmp_path, tiny_model, demo_data):
+    """A results.json as the Jetson's benchmark writes it: TensorRT rows for the source at fp16 and int8 (the
+    schema from a real host benchmark, the rows' device, latency and mAP set as the Jetson would have measured)."""
+    import yolo_optim
+
+    host = yolo_optim.benchmark(str(tiny_model), str(demo_data), "onnxruntime-cpu:fp32", imgsz=IMGSZ, warmup=1, runs=3,
+                                seconds=0.5, accuracy=False, project=str(tmp_path / "host"))
+    doc = json.loads((host.save_dir / "results.json").read_text())
+    base, rows = doc["rows"][0], []
+    for precision, ms, m in (("fp16", 4.0, 0.30), ("int8", 2.5, 0.29)):
+        target = f"tensorrt-jetson:{precision}"
+        row = dict(base, key=base["key"].replace("onnxruntime-cpu:fp32", target), target=target, backend="tensorrt",
+                   device="jetson", precision=precision, executed_precision=precision, map50_95=m, map50=m + 0.2,
+                   status="ok")
+        row["inference"] = dict(base["inference"], median_ms=ms)
+        row["end_to_end"] = dict(base["end_to_end"], median_ms=ms + 1.0)
+        rows.append(row)
+    doc["rows"] = rows
+    path = tmp_path / "jetson-results.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_device_results_choose_within_the_budget_and_bundle_it(tmp_path, tiny_model, demo_data):
+    import yolo_optim
+    from yolo_optim.export.jetson import read_bundle
+
+    results = _device_results(tmp_path, tiny_model, demo_data)
+    r = yolo_optim.optimize(tiny_model, demo_data, target="tensorrt-jetson", results=str(results), budget="3ms",
+                            imgsz=IMGSZ, project=str(tmp_path / "runs"), name="jet")
+    assert r.status == "ok" and r.row.precision == "int8" and r.row.latency() == 2.5
+    assert read_bundle(r.path)["precision"] == "int8"  # deploy/ holds the chosen variant's bundle
+    # a relative budget resolves against the device's own reference row (fp16, the most accurate: 4 ms)
+    r = yolo_optim.optimize(tiny_model, demo_data, target="tensorrt-jetson", results=str(results), budget="0.5x",
+                            imgsz=IMGSZ, project=str(tmp_path / "runs"), name="tight")
+    assert r.status == "budget_unmet" and r.exit_code == 3 and r.closest.precision == "int8"
+    assert json.loads((r.save_dir / "optimize.json").read_text())["budget_ms"] == 2.0
