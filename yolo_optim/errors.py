@@ -22,14 +22,16 @@ def missing_extra(package: str, extra: str | None = None) -> BackendUnavailable:
     return BackendUnavailable(f"the '{package}' package is not installed; install it with: {hint}")
 
 
-def one_line(text: object, limit: int = 160) -> str:
+def one_line(text: object, limit: int = 160, all_lines: bool = False) -> str:
     """The first line of a (foreign) message, printable ASCII only, shortened at a word boundary with '...'.
 
     Libraries raise messages with newlines, emoji and ANSI colour codes; a user-facing line needs none of them, and a
-    cut in the middle of a word ("UnpicklingEr") reads as a bug.
+    cut in the middle of a word ("UnpicklingEr") reads as a bug. `all_lines` joins every line instead, for runtimes
+    (OpenVINO, TensorRT) that put the cause after a generic first line.
     """
     s = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colour codes
-    s = next((ln.strip() for ln in s.splitlines() if ln.strip()), "")
+    lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
+    s = " ".join(lines) if all_lines else next(iter(lines), "")
     s = re.sub(r"\s+", " ", re.sub(r"[^\x20-\x7e]", "", s)).strip()
     if len(s) <= limit:
         return s
@@ -37,7 +39,7 @@ def one_line(text: object, limit: int = 160) -> str:
     return f"{cut}..."
 
 
-def describe(exc: BaseException, limit: int = 160) -> str:
+def describe(exc: BaseException, limit: int = 160, all_lines: bool = False) -> str:
     """`TypeName: first line of the message` (or just the type name), for wrapping a foreign exception."""
-    text = one_line(exc, limit)
+    text = one_line(exc, limit, all_lines)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

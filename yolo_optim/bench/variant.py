@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..core.deploy import time_artifact
-from ..core.results import BenchRow, plain_text
+from ..core.results import BenchRow
 from ..core.timing import TimingPlan
-from ..errors import OptimError
+from ..errors import OptimError, describe
 from ..export.base import Target, read_artifact_metadata
 from .accuracy import validate_row
 from .artifacts import ExportSettings, cached_export, model_complexity, size_on_disk_mb
@@ -69,9 +69,8 @@ def base_row(variant: Variant, target: Target, s: MeasureSettings, run_id: str, 
 def failed_row(variant: Variant, target: Target, s: MeasureSettings, run_id: str, hardware: str | None,
                error: BaseException) -> BenchRow:
     """The row of a variant whose export, timing or validation raised: the error on one plain line."""
-    msg = plain_text(str(error))  # runtimes such as OpenVINO put the cause on later lines, Ultralytics colours it
-    return base_row(variant, target, s, run_id, hardware, "failed",
-                    error=f"{type(error).__name__}: {msg[:400]}{'...' if len(msg) > 400 else ''}")
+    # runtimes such as OpenVINO put the cause on later lines, Ultralytics colours it
+    return base_row(variant, target, s, run_id, hardware, "failed", error=describe(error, 400, all_lines=True))
 
 
 def measure_variant(variant: Variant, target: Target, s: MeasureSettings, run_id: str, hardware: str,

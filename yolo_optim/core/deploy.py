@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import describe
 from ..registry import BACKENDS
 from .options import ExportOptions
 from .results import LatencyStats, ThroughputStats
@@ -101,7 +102,7 @@ def _throughput(runner: Any, x1: np.ndarray, batch: int, plan: TimingPlan,
     try:
         return time_throughput(lambda: runner(xb), batch, plan, sync), None
     except Exception as e:  # a runtime refusing the batch is a fact to report, not a failed measurement
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return None, describe(e, 200)
 
 
 def export_and_time(model: Any, target: Any, options: ExportOptions, plan: TimingPlan = CANDIDATE_PLAN,

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.cpu import cpu_flags, has_bf16
 from ..core.options import ExportOptions
-from ..errors import OptimError, missing_extra
+from ..errors import OptimError, missing_extra, one_line
 from .artifact import (
     LOG,
     StagedSource,
@@ -137,7 +137,7 @@ class OpenVINOBackend(Backend):
                                       {"INFERENCE_PRECISION_HINT": float_hint(target.precision, target.device)})
             except RuntimeError as e:
                 raise OptimError(f"OpenVINO cannot compile the {target.precision} model "
-                                 f"({' '.join(str(e).split())[:240]})") from None
+                                 f"({one_line(e, 240, all_lines=True)})") from None
             final.mkdir(parents=True)
             ov.save_model(model, str(final / xml.name), compress_to_fp16=False)
             shutil.copyfile(folder / "metadata.yaml", final / "metadata.yaml")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OptimError, missing_extra
+from ..errors import OptimError, missing_extra, one_line
 from .artifact import StagedSource, artifact_metadata, artifact_stem
 from .base import META_KEY, Backend, Target, _engine_header, read_artifact_metadata, register_backend
 from .qdq import precision_onnx
@@ -152,7 +152,7 @@ def build_engine(onnx_path: Path, trt: Any, workspace_gib: int = WORKSPACE_GIB) 
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise OptimError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors[:300]}")
+        raise OptimError(f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {one_line(errors, 300, all_lines=True)}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_gib << 30)
     blob = builder.build_serialized_network(network, config)

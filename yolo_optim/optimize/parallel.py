@@ -11,15 +11,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..errors import OptimError
+from ..errors import OptimError, describe
 
 # Settings a Ray worker needs to behave like this process (cache, offline mode, Ultralytics' config folder).
 _FORWARDED_ENV = ("YOLO_OPTIM_CACHE", "YOLO_OFFLINE", "YOLO_CONFIG_DIR", "YOLO_OPTIM_DEBUG")
 
 
 def _error_text(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg[:400]}{'...' if len(msg) > 400 else ''}" if msg else type(e).__name__
+    return describe(e, 400, all_lines=True)
 
 
 class LocalExecutor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import OptimError
+from ..errors import OptimError, one_line
 from .allocate import GroupInfo, allocate, search_level, search_prefix
 from .graph import PruningGraph, refresh_block_attributes
 from .importance import score_groups
@@ -207,7 +207,7 @@ def check_pruned(original: nn.Module, pruned: nn.Module) -> None:
                     m.eval()
             pruned(torch.cat([x, x]))  # the training forward (and training-only branches) must run too
     except RuntimeError as e:
-        raise OptimError(f"internal error: the pruned model does not run ({str(e).splitlines()[0][:160]}); "
+        raise OptimError(f"internal error: the pruned model does not run ({one_line(e, 160)}); "
                          "please report it with the model YAML") from None
     finally:
         pruned.eval()

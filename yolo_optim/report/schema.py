@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptimError, missing_extra
+from ..errors import OptimError, missing_extra, one_line
 
 SCHEMA_ID = "yolo-optim/benchmark-results"
 SCHEMA_VERSION = 1
@@ -47,7 +47,7 @@ def validate_results(obj: Any, source: str = "results.json") -> None:
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise OptimError(f"{source} does not match the results schema v{SCHEMA_VERSION} at {where}: "
-                         f"{error.message[:200]}")
+                         f"{one_line(error.message, 200)}")
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

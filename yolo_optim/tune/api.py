@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..config import TuneConfig, load_yaml_file, make_config
-from ..errors import OptimError, missing_extra
+from ..errors import OptimError, missing_extra, one_line
 from ..paths import run_dir, write_text_atomic
 from .objective import Objective, check_logged, make_objective, measure_latency_table
 from .results import (
@@ -217,7 +217,7 @@ def _init_ray(cfg: TuneConfig) -> bool:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at address={cfg.address}" if cfg.address else "a local Ray instance"
-        raise OptimError(f"could not start or reach {where}: {str(e).splitlines()[0][:200]}") from None
+        raise OptimError(f"could not start or reach {where}: {one_line(e, 200)}") from None
     return True
 
 
