@@ -38,6 +38,7 @@ COMMANDS = {
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
     "bench_optimize_ray": "python scripts/bench_optimize_ray.py",
+    "bench_optimize": "python scripts/bench_optimize.py",
     "bench_trt_qdq": "python scripts/bench_trt_qdq.py --model a.pt --model b.pt --data data.yaml "
                      "--modelopt-site DIR",
 }
@@ -109,6 +110,14 @@ def render_bench_optimize_ray(results: dict[str, Any]) -> str:
     return _script("bench_optimize_ray").render(results)
 
 
+def render_bench_optimize(results: dict[str, Any]) -> str:
+    """The optimize figures as scripts/bench_optimize.py writes them to results.md, with the run's settings."""
+    env = results.get("environment") or {}
+    head = (f"`{results['command']}` ({env.get('cpu', '?')}, {round(results['seconds'] / 60)} min in all; mAP50-95 at "
+            f"{results['imgsz']} px, latency at " + " and ".join(f"{s} px" for s in results["latency_sizes"]) + "):")
+    return f"{head}\n\n{_script('bench_optimize').markdown(results)}"
+
+
 def render_benchmark(results: dict[str, Any]) -> str:
     """A `yolo-optim benchmark` results.json: its device tables as report.md shows them."""
     sys.path.insert(0, str(ROOT))
@@ -127,8 +136,10 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
     table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
              "bench_amp": render_bench_amp, "demo_baseline": render_demo_baseline,
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
+             "bench_optimize": render_bench_optimize,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
-    key = next((k for k in table if name.startswith(k)), None)
+    # the longest name the file's name starts with (bench_optimize_ray is not bench_optimize)
+    key = max((k for k in table if name.startswith(k)), key=len, default=None)
     if key is None:
         raise SystemExit(f"no renderer for scripts/results/{name}.json; add one to {Path(__file__).name}")
     return table[key]
@@ -137,7 +148,8 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
 def render_block(name: str) -> str:
     path = RESULTS / f"{name}.json"
     if not path.is_file():
-        cmd = next((c for k, c in COMMANDS.items() if name.startswith(k)), "the script that measures it")
+        key = max((k for k in COMMANDS if name.startswith(k)), key=len, default=None)
+        cmd = COMMANDS.get(key, "the script that measures it")
         return (f"_No results file `scripts/results/{name}.json` in this checkout: run `{cmd}`, then "
                 f"`python scripts/render_readme.py`._\n")
     results = json.loads(path.read_text(encoding="utf-8"))
