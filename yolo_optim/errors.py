@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 
 class OptimError(Exception):
@@ -22,8 +23,17 @@ def missing_extra(package: str, extra: str | None = None) -> BackendUnavailable:
     return BackendUnavailable(f"the '{package}' package is not installed; install it with: {hint}")
 
 
+def _printable(c: str) -> bool:
+    """False for control/format characters, emoji and other pictographs, and emoji variation selectors."""
+    if c.isspace():
+        return True
+    cat = unicodedata.category(c)
+    return not (cat.startswith("C") or cat == "So" or "\ufe00" <= c <= "\ufe0f")
+
+
 def one_line(text: object, limit: int = 160, all_lines: bool = False) -> str:
-    """The first line of a (foreign) message, printable ASCII only, shortened at a word boundary with '...'.
+    """The first line of a (foreign) message without control characters or emoji, shortened at a word boundary with
+    '...'. Letters of any script stay: a path or a class name with accents must read as the user wrote it.
 
     Libraries raise messages with newlines, emoji and ANSI colour codes; a user-facing line needs none of them, and a
     cut in the middle of a word ("UnpicklingEr") reads as a bug. `all_lines` joins every line instead, for runtimes
@@ -32,7 +42,7 @@ def one_line(text: object, limit: int = 160, all_lines: bool = False) -> str:
     s = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))  # ANSI colour codes
     lines = [ln.strip() for ln in s.splitlines() if ln.strip()]
     s = " ".join(lines) if all_lines else next(iter(lines), "")
-    s = re.sub(r"\s+", " ", re.sub(r"[^\x20-\x7e]", "", s)).strip()
+    s = re.sub(r"\s+", " ", "".join(c for c in s if _printable(c))).strip()
     if len(s) <= limit:
         return s
     cut = s[:limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:(")
