@@ -33,23 +33,29 @@ class Timing:
     metric: str  # inference or end_to_end
 
 
-@dataclass(frozen=True)
-class BenchTask:
-    """Measure `model` on `runtime` at `precision` and `imgsz`: latency and mAP (one benchmark row)."""
+@dataclass(frozen=True, kw_only=True)
+class ModelTask:
+    """What every task names: one model on one dataset at one input size, and how to run Ultralytics on it."""
 
     name: str  # candidate label shown in the report (source, source@224, pruned-1.6x)
     model: str  # .pt checkpoint
     model_sha256: str  # its content hash
     data: str  # dataset YAML
     data_sha256: str  # fingerprint of the dataset
+    imgsz: int  # input size
+    batch: int = 16  # validation (and fine-tuning) batch
+    device: str = "cpu"  # torch device for export, pruning and validation
+    workers: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchTask(ModelTask):
+    """Measure `model` on `runtime` at `precision` and `imgsz`: latency and mAP (one benchmark row)."""
+
     runtime: str  # <backend>-<device>
     precision: str  # fp32, bf16, fp16, int8w, int8
-    imgsz: int  # input size
     timing: Timing
-    batch: int  # validation batch
-    device: str  # torch device for export and validation
-    workers: int
-    seed: int
     steps: tuple[str, ...] = ()  # what was applied to the source, for the model card
 
     @property
@@ -61,23 +67,13 @@ class BenchTask:
         return f"{self.name} {self.runtime}:{self.precision} @{self.imgsz}"
 
 
-@dataclass(frozen=True)
-class PruneTask:
+@dataclass(frozen=True, kw_only=True)
+class PruneTask(ModelTask):
     """Prune `model` to `target` (latency:<runtime>:<precision>:<ms>ms or flops) and fine-tune it."""
 
-    name: str  # candidate label of the pruned model
-    model: str
-    model_sha256: str
-    data: str
-    data_sha256: str
     target: str  # prune's target= (latency:... or flops)
     ratio: float  # prune's ratio= (flops targets)
-    imgsz: int
     options: dict[str, Any] = field(default_factory=dict)  # further prune keys from the recipe
-    batch: int = 16
-    device: str = "cpu"
-    workers: int = 0
-    seed: int = 0
 
     @property
     def kind(self) -> str:
@@ -88,25 +84,15 @@ class PruneTask:
         return f"{self.name} ({self.target if self.target != 'flops' else f'flops ratio {self.ratio:g}'})"
 
 
-@dataclass(frozen=True)
-class ProbeTask:
+@dataclass(frozen=True, kw_only=True)
+class ProbeTask(ModelTask):
     """Shard `shard` of `shards` of the sensitivity probes `prune allocation=sensitivity` would measure on `model`
     (each probe prunes one channel group alone and validates): the slow part of sensitivity pruning, split so a
     cluster measures it in parallel. The merged table is handed to the pruning tasks as `sensitivity_table=`."""
 
-    name: str
-    model: str
-    model_sha256: str
-    data: str
-    data_sha256: str
-    imgsz: int
     options: dict[str, Any]  # the prune keys the pruning tasks use (method, ratios, images, round_to, ...)
     shard: int
     shards: int
-    batch: int = 16
-    device: str = "cpu"
-    workers: int = 0
-    seed: int = 0
 
     @property
     def kind(self) -> str:
