@@ -97,3 +97,16 @@ def test_device_results_choose_within_the_budget_and_bundle_it(tmp_path, tiny_mo
                             imgsz=IMGSZ, project=str(tmp_path / "runs"), name="tight")
     assert r.status == "budget_unmet" and r.exit_code == 3 and r.closest.precision == "int8"
     assert json.loads((r.save_dir / "optimize.json").read_text())["budget_ms"] == 2.0
+
+
+def test_a_planned_budget_out_of_reach_is_one_line_and_leaves_no_run_folder(tmp_path, tiny_model, demo_data, capsys):
+    from yolo_optim.cli import main
+
+    # 0.01x the latency means pruning 99% of the FLOPs: more than max_layer_ratio lets any allocation remove
+    args = ["optimize", f"model={tiny_model}", f"data={demo_data}", "target=tensorrt-jetson", "budget=0.01x",
+            f"imgsz={IMGSZ}", f"recipe={_recipe(tmp_path)}", f"project={tmp_path / 'runs' / 'jetson'}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # what was asked, why it cannot be, and what can: in one line
+    assert "Traceback" not in err and "budget=0.01x" in last and "use ratio<=" in last and "can be planned" in last
+    assert not (tmp_path / "runs").exists()

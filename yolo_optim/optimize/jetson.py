@@ -83,14 +83,8 @@ _BUNDLE_PRECISIONS = ("int8", "fp16", "fp32")
 def plan_jetson(cfg: Any, recipe: Recipe, fraction: float, t0: float) -> Any:
     """No device measurements: prune to `fraction` of the source's FLOPs (times the recipe's prune_margin), fine-tune,
     bundle at the fastest precision the recipe allows, and validate the bundle's graph here for mAP."""
-    import time
-
     from ..data.baseline import resolve_model_and_data
-    from ..export.validate import val_artifact, val_checkpoint
-    from ..paths import write_json_atomic
-    from .api import OptimizeResult, _folder, _source, data_fingerprint
-    from .candidates import PruneTask, _public, run_task
-    from .card import write_plan_deploy
+    from .api import _folder, _source
 
     precision = next((p for p in _BUNDLE_PRECISIONS if p in recipe.precision_list()), None)
     if precision is None:
@@ -100,6 +94,34 @@ def plan_jetson(cfg: Any, recipe: Recipe, fraction: float, t0: float) -> Any:
     source, sha = _source(model)
     ratio = 1 - fraction * recipe.prune_margin
     folder = _folder(cfg)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        return _plan(cfg, recipe, fraction, t0, precision, source, sha, data, ratio, folder)
+    except OptimError:
+        # a refusal (FLOPs goal out of reach, an export the guard rejects) leaves no half-written run behind; a crash
+        # keeps the folder so resume=True continues from its finished stages
+        if created:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # this call created it: everything in it is this run's
+            for parent in created[1:]:
+                try:
+                    parent.rmdir()  # the empty project folders it created for it
+                except OSError:
+                    break
+        raise
+
+
+def _plan(cfg: Any, recipe: Recipe, fraction: float, t0: float, precision: str, source: str, sha: str, data: Any,
+          ratio: float, folder: Path) -> Any:
+    import time
+
+    from ..export.validate import val_artifact, val_checkpoint
+    from ..paths import write_json_atomic
+    from .api import OptimizeResult, data_fingerprint
+    from .candidates import PruneTask, _public, run_task
+    from .card import write_plan_deploy
+
     folder.mkdir(parents=True, exist_ok=True)
     state = {"status": "running", "config": cfg.to_dict(), "target": JETSON, "source": source, "source_sha256": sha,
              "plan": {"budget_fraction": fraction, "flops_removed": round(ratio, 4), "precision": precision}}
@@ -112,7 +134,12 @@ def plan_jetson(cfg: Any, recipe: Recipe, fraction: float, t0: float) -> Any:
     task = PruneTask(name=f"pruned-{fraction:g}x", model=source, model_sha256=sha, data=str(Path(data).resolve()),
                      data_sha256=data_fingerprint(data), target="flops", ratio=round(ratio, 4), imgsz=cfg.imgsz,
                      options=options, batch=cfg.batch, device=str(cfg.device), workers=cfg.workers, seed=cfg.seed)
-    pruned = run_task(str(stages), task)
+    try:
+        pruned = run_task(str(stages), task)
+    except OptimError as e:
+        raise OptimError(f"budget={fraction:g}x plans removing {ratio:.1%} of the FLOPs (1 - budget x prune_margin "
+                         f"{recipe.prune_margin:g}), and the pruner refuses: {e}; a budget of at least (1 - that "
+                         f"ratio) / {recipe.prune_margin:g} can be planned") from None
     bundle = _public("export")(pruned["weights"], f"tensorrt-jetson:{precision}", data=data, imgsz=cfg.imgsz,
                                project=str(stages), name=f"bundle-{fraction:g}x-{precision}", exist_ok=True,
                                max_drop=cfg.max_drop, batch=cfg.batch, device=str(cfg.device))
