@@ -5,8 +5,8 @@
 Rows (FLOPs removed 50% for the method comparison; 25/50/70% of the FLOPs kept for the table):
   default (importance l2, sensitivity allocation), l1 + uniform, random + uniform, l2 + global ranking, and
   baseline-ft: the unpruned baseline fine-tuned with the same recipe, so a row's mAP can be told apart from the gain
-  of simply training longer (the demo baseline is not trained to saturation).
-Each row is a real `yolo-optim prune` run (fine-tuned for --epochs, <= 30% of the baseline's 30 epochs), saved as
+  of simply training longer (none, once the baseline has converged).
+Each row is a real `yolo-optim prune` run (fine-tuned for --epochs, short next to the baseline's training), saved as
 soon as it finishes; a rerun skips finished rows and resumes an interrupted one. Latency: every model exported with
 yolo_optim.export and timed with the benchmark's harness (yolo_optim.core.timing), raw inference at batch 1, in
 interleaved rounds (min of the per-round medians, so another process stealing the shared CPU in one round does not

@@ -34,6 +34,7 @@ COMMANDS = {
                     "scripts/results/bench_export.json",
     "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
     "bench_amp": "python scripts/bench_amp.py --out scripts/results/bench_amp.json",
+    "bench_amp_finetune": "python scripts/bench_amp_finetune.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
@@ -94,6 +95,11 @@ def render_bench_amp(results: dict[str, Any]) -> str:
             f"{_script('bench_amp').table(results)}\n")
 
 
+def render_bench_amp_finetune(results: dict[str, Any]) -> str:
+    return (f"`{results['command'].strip()}` ({results['epochs']} epochs at {results['imgsz']} px, batch "
+            f"{results['batch']}, {results['cpu']}):\n\n{_script('bench_amp_finetune').table(results)}")
+
+
 def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
@@ -134,7 +140,8 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
     if results.get("schema", "").startswith("yolo-optim") or "rows" in results and "runs" in results:
         return render_benchmark
     table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
-             "bench_amp": render_bench_amp, "demo_baseline": render_demo_baseline,
+             "bench_amp": render_bench_amp, "bench_amp_finetune": render_bench_amp_finetune,
+             "demo_baseline": render_demo_baseline,
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
              "bench_optimize": render_bench_optimize,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
