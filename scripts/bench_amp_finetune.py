@@ -17,7 +17,6 @@ its time is not what a bf16 CPU gets (that is scripts/bench_amp.py's figure on s
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -28,17 +27,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("YOLO_OFFLINE", "1")
-
-
-def train_seconds(results_csv: Path) -> float:
-    """Wall time of a run's epochs from results.csv's cumulative `time` column, which restarts at a resume."""
-    total, last = 0.0, 0.0
-    with results_csv.open(newline="") as f:
-        for row in csv.DictReader(f):
-            t = float({k.strip(): v for k, v in row.items()}["time"])
-            total += t - last if t >= last else t  # a smaller value: the run resumed and its clock started again
-            last = t
-    return total
 
 
 def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
@@ -56,7 +44,9 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
     from ultralytics import YOLO
 
     metrics = measure_map(YOLO(str(weights)), args)
-    seconds = train_seconds(out / "results.csv")
+    from yolo_optim.training.history import training_seconds
+
+    seconds = training_seconds(out) or 0.0
     row = {"amp": amp, "map50_95": round(metrics.map50_95, 4), "map50": round(metrics.map50, 4),
             "train_seconds": round(seconds, 1), "seconds_per_epoch": round(seconds / args.epochs, 1),
             "record": read_amp_record(out), "weights": str(weights)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -76,6 +77,7 @@ def main() -> int:
     a = p.parse_args()
     sys.path.insert(0, str(ROOT))
     from yolo_optim.data.shipped import write_shipped_assets
+    from yolo_optim.training.history import training_seconds
     from yolo_optim.training.trainers import read_amp_record
 
     run = a.run.resolve()
@@ -86,7 +88,7 @@ def main() -> int:
     recipe = dict(arch=a.arch, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, seed=a.seed, amp=a.amp,
                   patience=a.patience, data_train=train, data_val=val, data_classes=classes, data_size=size)
     curve = read_curve(run)
-    best = max(curve, key=lambda c: 0.9 * c["map50_95"] + 0.1 * c["map50"])
+    best = max(curve, key=lambda c: c["map50_95"])  # Ultralytics 8.4 keeps best.pt by mAP50-95 alone
     metrics = (info or {}).get("metrics") or {MAP: best["map50_95"], MAP50: best["map50"]}
     amp = read_amp_record(run) or (info or {}).get("amp") or {}
     import platform
@@ -96,7 +98,7 @@ def main() -> int:
     results = {"recipe": recipe, "metrics": metrics, "curve": curve, "plateau": plateau(curve),
                "epochs_trained": len(curve), "finished": info is not None, "best_epoch": best["epoch"],
                "precision": amp.get("precision", "fp32"), "amp": amp,
-               "train_hours": curve[-1]["seconds"] / 3600, "machine": f"{cpu}, 2 cores"}  # time is cumulative
+               "train_hours": (training_seconds(run) or 0.0) / 3600, "machine": f"{cpu}, {os.cpu_count()} cores"}
     shipped = write_shipped_assets(run / "weights" / "best.pt",
                                    {k: v for k, v in results.items() if k not in ("curve",)}, a.assets)
     a.results.parent.mkdir(parents=True, exist_ok=True)

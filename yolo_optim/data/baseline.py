@@ -60,6 +60,7 @@ def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: st
     from ..models import load_yolo
 
     from ..training.amp import resolve_amp
+    from ..training.history import training_seconds
     from ..training.trainers import read_amp_record, task_trainer, with_mixed_precision
 
     policy = resolve_amp(amp, device)
@@ -80,8 +81,10 @@ def train_baseline(arch: str, data: str | Path, epochs: int, imgsz: int, out: st
             # accumulate several batches per step and leave a from-scratch model too few updates in 30 epochs.
             nbs=batch)
     metrics = {k: float(v) for k, v in getattr(results, "results_dict", {}).items()}
+    # every start's epochs (a run resumed after a kill has several), not just this call's
+    seconds = training_seconds(out) or time.time() - t0
     write_json_atomic(marker, dict(arch=arch, data=str(data), epochs=epochs, imgsz=imgsz, seed=seed, batch=batch,
-                                   metrics=metrics, train_seconds=round(time.time() - t0, 1),
+                                   metrics=metrics, train_seconds=round(seconds, 1),
                                    amp=read_amp_record(out) or policy.to_dict()))
     return best
 
