@@ -35,6 +35,7 @@ COMMANDS = {
     "bench_honesty": "python scripts/bench_honesty.py --out scripts/results/bench_honesty.json",
     "bench_amp": "python scripts/bench_amp.py --out scripts/results/bench_amp.json",
     "bench_amp_finetune": "python scripts/bench_amp_finetune.py",
+    "bench_main_job": "python scripts/bench_main_job.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
@@ -100,6 +101,10 @@ def render_bench_amp_finetune(results: dict[str, Any]) -> str:
             f"{results['batch']}, {results['cpu']}):\n\n{_script('bench_amp_finetune').table(results)}")
 
 
+def render_bench_main_job(results: dict[str, Any]) -> str:
+    return _script("bench_main_job").render(results)
+
+
 def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
@@ -141,7 +146,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
         return render_benchmark
     table = {"bench_export": render_bench_export, "bench_honesty": render_bench_honesty,
              "bench_amp": render_bench_amp, "bench_amp_finetune": render_bench_amp_finetune,
-             "demo_baseline": render_demo_baseline,
+             "demo_baseline": render_demo_baseline, "bench_main_job": render_bench_main_job,
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
              "bench_optimize": render_bench_optimize,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
