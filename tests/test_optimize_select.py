@@ -126,3 +126,22 @@ def test_budget_and_sizes_parsing():
     assert parse_sizes("224, 192,224") == [224, 192] and parse_sizes(None) == []
     with pytest.raises(OptimError, match="multiple of 32"):
         parse_sizes("200")
+
+
+def test_a_pruning_task_is_known_by_its_sensitivity_table_s_content_not_its_path(tmp_path):
+    from yolo_optim.optimize.candidates import PruneTask, task_digest, task_folder
+
+    def task(table):
+        return PruneTask(name="pruned-2x", model="m.pt", model_sha256="a", data="d.yaml", data_sha256="b",
+                         target="flops", ratio=0.5, imgsz=256, options={"sensitivity_table": str(table)})
+
+    first = tmp_path / "run" / "sensitivity.csv"
+    first.parent.mkdir()
+    first.write_text("group,ratio,map\nmodel.2,0.5,0.31\n")
+    moved = tmp_path / "moved" / "sensitivity.csv"  # the run folder copied elsewhere
+    moved.parent.mkdir()
+    moved.write_bytes(first.read_bytes())
+    assert task_digest(task(first)) == task_digest(task(moved))
+    assert task_folder(tmp_path, task(first)).name == task_folder(tmp_path, task(moved)).name
+    moved.write_text("group,ratio,map\nmodel.2,0.5,0.29\n")  # other probes: the pruning must run again
+    assert task_digest(task(first)) != task_digest(task(moved))

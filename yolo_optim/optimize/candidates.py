@@ -113,6 +113,11 @@ def task_digest(task: Task) -> str:
     d.pop("data")
     d.pop("name")
     d["kind"] = task.kind
+    table = (d.get("options") or {}).get("sensitivity_table")
+    if table and Path(table).is_file():  # its content, so a moved run folder still finds its finished pruning
+        from ..models import file_sha256
+
+        d["options"] = {**d["options"], "sensitivity_table": file_sha256(table)}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
