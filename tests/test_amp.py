@@ -122,3 +122,20 @@ def test_bf16_training_writes_record_and_a_plain_checkpoint(demo_data, tmp_path)
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("iterations", [1_000, 1e6])
+def test_a_cpu_run_long_enough_for_musgd_is_warned_about(demo_data, tmp_path, caplog, iterations):
+    """Ultralytics' optimizer=auto picks MuSGD for long runs, several times slower per step on a CPU: say so."""
+    from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    cls = with_mixed_precision(DetectionTrainer, resolve_amp("off", "cpu"))
+    trainer = cls(overrides={"model": "yolo11n.yaml", "data": str(demo_data), "device": "cpu", "imgsz": 32,
+                             "project": str(tmp_path), "name": "run", "optimizer": "auto"})
+    model = YOLO("yolo11n.yaml").model
+    with caplog.at_level("WARNING", logger="yolo_optim"):
+        optimizer = trainer.build_optimizer(model, "auto", iterations=iterations)
+    long = iterations > 10_000
+    assert (type(optimizer).__name__ == "MuSGD") is long  # Ultralytics' own choice, not changed
+    assert any("MuSGD" in r.getMessage() for r in caplog.records) is long

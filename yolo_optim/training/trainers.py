@@ -121,6 +121,16 @@ class MixedPrecisionMixin:
             return
         super().optimizer_step()  # type: ignore[misc]
 
+    def build_optimizer(self, model: nn.Module, name: str = "auto", *args: Any, **kwargs: Any) -> Any:
+        optimizer = super().build_optimizer(model, name, *args, **kwargs)  # type: ignore[misc]
+        # Ultralytics' optimizer=auto switches to MuSGD on long runs; its Muon step (Newton-Schulz iterations on
+        # every weight matrix) ran ~8x slower per step than AdamW on a CPU here, which turns hours into days
+        if str(name).lower() == "auto" and type(optimizer).__name__ == "MuSGD" and \
+                getattr(getattr(self, "device", None), "type", "cpu") == "cpu":
+            LOG.warning("optimizer=auto chose MuSGD for this run's length (epochs x batches per epoch); on a CPU its "
+                        "step is several times slower than AdamW's: fewer epochs or a larger batch keep AdamW")
+        return optimizer
+
     def _count_skip(self, why: str) -> None:
         self.amp_skipped_steps += 1
         LOG.warning("optimizer step %d skipped: %s (%d of %d steps skipped so far)", self.amp_steps, why,
