@@ -110,3 +110,22 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["yolo-optim: error: classes=12 is too large; it must be < 9"]
+
+
+def test_progress_lines_follow_sys_stderr_when_it_is_replaced(monkeypatch):
+    """main() may run again after a caller swapped sys.stderr (a notebook, a test's capture): its log lines go to
+    the stream in use now, never to the closed one of an earlier call."""
+    import io
+    import logging
+
+    from yolo_optim.cli import _show_progress
+
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    _show_progress(False)
+    logging.getLogger("yolo_optim.test").info("one")
+    first.close()
+    monkeypatch.setattr("sys.stderr", second)
+    _show_progress(False)
+    logging.getLogger("yolo_optim.test").info("two")
+    assert second.getvalue().strip().splitlines()[-1] == "two"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import errno
 import importlib
+import logging
 import os
 import re
 import sys
@@ -123,16 +124,27 @@ def _run_mode(mode: str, overrides: dict[str, Any], cfg_file: str | None) -> Any
     return getattr(importlib.import_module(module), func)(config)
 
 
+class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is at each record: main() may run again after a caller replaced the stream
+    (a notebook, a test's capture), and a handler bound to the old one would write to a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _show_progress(verbose: bool) -> None:
     """Send yolo_optim's log records (pruning steps, sensitivity progress, latency search) to stderr.
 
     Only the command line does this: as a library, yolo_optim leaves logging configuration to the application.
     """
-    import logging
-
     logger = logging.getLogger("yolo_optim")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.propagate = False
