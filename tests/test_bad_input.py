@@ -381,6 +381,7 @@ def test_exist_ok_overwrites_own_files_and_deletes_nothing(tmp_path):
 
 
 def test_failed_run_leaves_no_empty_folder(tmp_path):
+    from yolo_optim.errors import OptimError
     from yolo_optim.paths import run_folder
 
     with pytest.raises(KeyboardInterrupt):
@@ -392,6 +393,15 @@ def test_failed_run_leaves_no_empty_folder(tmp_path):
             (d / "state.json").write_text("{}")
             raise RuntimeError
     assert (tmp_path / "runs" / "exp" / "state.json").is_file(), "a folder with progress in it is kept"
+    with pytest.raises(OptimError):
+        with run_folder(tmp_path / "refused" / "optim" / "exp", discard_on=(OptimError,)) as d:
+            (d / "state.json").write_text("{}")
+            raise OptimError("out of reach")
+    assert not (tmp_path / "refused").exists(), "a refusal leaves nothing of what the block created"
+    with pytest.raises(OptimError):
+        with run_folder(tmp_path / "runs" / "exp", discard_on=(OptimError,)) as d:  # exists: the user's or a resume
+            raise OptimError("out of reach")
+    assert (tmp_path / "runs" / "exp" / "state.json").is_file(), "a folder this call did not create is kept"
 
 
 def test_waiting_on_a_lock_says_who_holds_it(tmp_path, caplog):

@@ -154,20 +154,26 @@ def run_dir(mode: str, project: str | None, name: str | None, exist_ok: bool) ->
 
 
 @contextlib.contextmanager
-def run_folder(path: Path) -> Iterator[Path]:
+def run_folder(path: Path, discard_on: tuple[type[BaseException], ...] = ()) -> Iterator[Path]:
     """Create a run folder for the block; if the block fails before writing anything into it, remove it again.
 
-    An interrupted or failed run therefore leaves no empty folders behind (nor the empty parents it created).
+    An interrupted or failed run therefore leaves no empty folders behind (nor the empty parents it created). A
+    folder with progress in it is kept for a resume, except when the block ends with one of `discard_on` (a refusal
+    such as OptimError: nothing to resume) and this call created the folder: then all of it goes, since everything
+    in it is the block's.
     """
     path = Path(path)
     created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
     path.mkdir(parents=True, exist_ok=True)
     try:
         yield path
-    except BaseException:
+    except BaseException as e:
+        if created and isinstance(e, discard_on):
+            shutil.rmtree(path, ignore_errors=True)
         for p in created:
             try:
-                p.rmdir()  # only an empty folder goes
+                if p.exists():
+                    p.rmdir()  # only an empty folder goes
             except OSError:
                 break
         raise

@@ -84,6 +84,7 @@ def plan_jetson(cfg: Any, recipe: Recipe, fraction: float, t0: float) -> Any:
     """No device measurements: prune to `fraction` of the source's FLOPs (times the recipe's prune_margin), fine-tune,
     bundle at the fastest precision the recipe allows, and validate the bundle's graph here for mAP."""
     from ..data.baseline import resolve_model_and_data
+    from ..paths import run_folder
     from .api import _folder, _source
 
     precision = next((p for p in _BUNDLE_PRECISIONS if p in recipe.precision_list()), None)
@@ -93,23 +94,10 @@ def plan_jetson(cfg: Any, recipe: Recipe, fraction: float, t0: float) -> Any:
     model, data = resolve_model_and_data(cfg)
     source, sha = _source(model)
     ratio = 1 - fraction * recipe.prune_margin
-    folder = _folder(cfg)
-    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
-    try:
+    # a refusal (FLOPs goal out of reach, an export the guard rejects) leaves no half-written run behind; a crash
+    # keeps the folder so resume=True continues from its finished stages
+    with run_folder(_folder(cfg), discard_on=(OptimError,)) as folder:
         return _plan(cfg, recipe, fraction, t0, precision, source, sha, data, ratio, folder)
-    except OptimError:
-        # a refusal (FLOPs goal out of reach, an export the guard rejects) leaves no half-written run behind; a crash
-        # keeps the folder so resume=True continues from its finished stages
-        if created:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)  # this call created it: everything in it is this run's
-            for parent in created[1:]:
-                try:
-                    parent.rmdir()  # the empty project folders it created for it
-                except OSError:
-                    break
-        raise
 
 
 def _plan(cfg: Any, recipe: Recipe, fraction: float, t0: float, precision: str, source: str, sha: str, data: Any,
@@ -122,7 +110,6 @@ def _plan(cfg: Any, recipe: Recipe, fraction: float, t0: float, precision: str, 
     from .candidates import PruneTask, _public, run_task
     from .card import write_plan_deploy
 
-    folder.mkdir(parents=True, exist_ok=True)
     state = {"status": "running", "config": cfg.to_dict(), "target": JETSON, "source": source, "source_sha256": sha,
              "plan": {"budget_fraction": fraction, "flops_removed": round(ratio, 4), "precision": precision}}
     write_json_atomic(folder / "optimize.json", state)
