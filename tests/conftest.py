@@ -15,6 +15,11 @@ os.environ["YOLO_OFFLINE"] = "1"
 os.environ.setdefault("YOLO_CONFIG_DIR", str(_SESSION_ROOT / "ultralytics-config"))
 os.environ["YOLO_OPTIM_CACHE"] = str(_SESSION_ROOT / "cache")
 
+# Ultralytics' logger keeps the stream it is created with: created here, at session start, it holds pytest's session
+# capture; created first inside a test, it would hold that test's capture, closed after it, and every later log line
+# would print a "Logging error" traceback into another test's stderr (whatever order the tests run in).
+import ultralytics  # noqa: E402,F401
+
 TINY_IMGSZ = 64
 
 
