@@ -1,6 +1,6 @@
 """Turn a `baseline` training run into the demo baseline shipped in the package, with its recipe and curve.
 
-    python scripts/ship_demo_baseline.py RUN_DIR [--epochs 80 --patience 20 ...]   # the recipe RUN_DIR was trained with
+    python scripts/ship_demo_baseline.py RUN_DIR [--epochs 200 --patience 20 ...]   # the recipe RUN_DIR was trained with
 
 Writes yolo_optim/data/assets/demo_baseline.{pth,yaml,json} (tensors-only weights, model YAML, manifest) and
 scripts/results/demo_baseline.json (the training curve the README renders). The recipe arguments must be the ones
@@ -26,6 +26,9 @@ MAP50 = "metrics/mAP50(B)"
 def read_curve(run: Path) -> list[dict[str, float]]:
     with open(run / "results.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    # A resumed run trains again the epoch it was killed in after writing its row: the later row is the one kept.
+    by_epoch = {int(float(r["epoch"])): r for r in rows}
+    rows = [by_epoch[e] for e in sorted(by_epoch)]
     return [{"epoch": int(float(r["epoch"])), "map50_95": float(r[MAP]), "map50": float(r[MAP50]),
              "seconds": float(r.get("time") or 0)} for r in rows]
 
@@ -64,11 +67,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path, help="the training folder (weights/best.pt, results.csv, baseline.json)")
     p.add_argument("--arch", default="yolo11n.yaml")
-    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--imgsz", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--amp", default="auto")
+    p.add_argument("--amp", default="off")
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--data", default="400,100,6,256", help="demo dataset train,val,classes,size")
     p.add_argument("--snapshot", action="store_true", help="ship an unfinished run's best.pt, marked as such")
