@@ -94,10 +94,11 @@ def main() -> int:
     args = ap.parse_args()
     if not args.model or not args.data:
         from yolo_optim.config import make_config
-        from yolo_optim.data.baseline import demo_baseline, resolve_model_and_data
+        from yolo_optim.data.baseline import resolve_model_and_data
 
-        model = args.model or str(demo_baseline())
-        args.model, args.data = resolve_model_and_data(make_config("optimize", {"model": model, "data": args.data}))
+        # An empty model is the demo baseline on its dataset; a model without data is measured on the demo dataset.
+        cfg = make_config("optimize", {"model": args.model, "data": args.data})
+        args.model, args.data = resolve_model_and_data(cfg)
     from ultralytics import YOLO
 
     from yolo_optim.bench.environment import cpu_info

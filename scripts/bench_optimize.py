@@ -274,10 +274,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.model:
         from yolo_optim.config import make_config
-        from yolo_optim.data.baseline import demo_baseline, resolve_model_and_data
+        from yolo_optim.data.baseline import resolve_model_and_data
 
-        args.model = str(demo_baseline())
-        args.model, args.data = resolve_model_and_data(make_config("optimize", {"model": args.model}))
+        args.model, args.data = resolve_model_and_data(make_config("optimize", {"data": args.data}))
     sizes = [int(s) for s in args.latency_sizes.split(",")]
     from yolo_optim.export.base import Target, get_backend
     from yolo_optim.optimize.recipe import load_recipe
