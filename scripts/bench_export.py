@@ -50,15 +50,9 @@ def ultralytics_int8(model: Path, fmt: str, imgsz: int, calib_images: list[Path]
     """Ultralytics' own INT8 export, calibrated on exactly our calibration images (a list file as its train split)."""
     from ultralytics import YOLO
 
-    from yolo_optim.export.calibration import dataset_info
+    from yolo_optim.export.calibration import calibration_dataset_yaml
 
-    work.mkdir(parents=True, exist_ok=True)
-    listing = work / "calib.txt"
-    listing.write_text("\n".join(str(p) for p in calib_images) + "\n")
-    info = dataset_info(args.data)
-    data = work / "calib.yaml"
-    data.write_text(json.dumps({"path": str(work), "train": str(listing), "val": str(info["val"]),
-                                "names": {int(k): v for k, v in info["names"].items()}}))
+    data = calibration_dataset_yaml(calib_images, args.data, work)
     staged = work / f"{fmt}-{imgsz}.pt"
     shutil.copyfile(model, staged)
     with quiet_ultralytics():

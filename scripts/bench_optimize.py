@@ -161,16 +161,10 @@ def ultralytics_int8(args: argparse.Namespace, imgsz: int, work: Path) -> Path:
     """Ultralytics' own OpenVINO INT8 export, calibrated on the same images as ours (a list file as its train split)."""
     from ultralytics import YOLO
 
-    from yolo_optim.export.calibration import calibration_set, dataset_info
+    from yolo_optim.export.calibration import calibration_dataset_yaml, calibration_set
 
-    work.mkdir(parents=True, exist_ok=True)
     calib = calibration_set(args.data, imgsz, 300, 0)
-    listing = work / "calib.txt"
-    listing.write_text("\n".join(str(p) for p in calib.images) + "\n")
-    info = dataset_info(args.data)
-    data = work / "calib.yaml"
-    data.write_text(json.dumps({"path": str(work), "train": str(listing), "val": str(info["val"]),
-                                "names": {int(k): v for k, v in info["names"].items()}}))
+    data = calibration_dataset_yaml(calib.images, args.data, work)
     staged = work / f"source-{imgsz}.pt"
     shutil.copyfile(args.model, staged)
     return Path(YOLO(str(staged)).export(format="openvino", int8=True, data=str(data), split="train", imgsz=imgsz,

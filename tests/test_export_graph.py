@@ -95,3 +95,19 @@ def test_calibration_uses_the_training_split_with_a_fixed_seed(demo_data):
     assert len(everything) == a.split_size == 24  # all images when fewer than asked
     x = next(iter(a))
     assert x.shape == (1, 3, IMGSZ, IMGSZ) and x.dtype.name == "float32" and 0.0 <= x.min() <= x.max() <= 1.0
+
+
+def test_calibration_dataset_yaml_gives_ultralytics_exactly_the_chosen_images(demo_data, tmp_path, monkeypatch):
+    """Written into a relative folder (as `--out runs/...` gives it), Ultralytics still finds the list of images."""
+    from ultralytics.data.utils import check_det_dataset
+
+    from yolo_optim.export.calibration import calibration_dataset_yaml, calibration_set
+
+    monkeypatch.chdir(tmp_path)
+    chosen = calibration_set(demo_data, IMGSZ, n=5, seed=0).images
+    data = calibration_dataset_yaml(chosen, demo_data, Path("runs") / "calib")
+    parsed = check_det_dataset(str(data), autodownload=False)
+    listed = Path(parsed["train"]).read_text().split()
+    assert [Path(p) for p in listed] == [Path(p).resolve() for p in chosen]
+    assert all(Path(p).is_file() for p in listed)
+    assert len(parsed["names"]) == 3

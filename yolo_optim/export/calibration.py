@@ -113,3 +113,21 @@ def _read_bytes(path: Path) -> bytes | None:
     except OSError:
         return None
     return blob or None
+
+
+def calibration_dataset_yaml(images: list[Path], data: str | Path, folder: str | Path) -> Path:
+    """A dataset YAML whose train split is exactly `images` (a list file), for a tool that calibrates INT8 on a
+    dataset's split, such as Ultralytics' own `export(int8=True, data=..., split="train")`: both routes then see the
+    same images. Paths are absolute (Ultralytics resolves a relative one against its datasets folder); `val` is
+    the dataset's, as Ultralytics parsed it."""
+    import json
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / "calib.txt"
+    listing.write_text("\n".join(str(Path(p).resolve()) for p in images) + "\n", encoding="utf-8")
+    info = dataset_info(data)
+    out = folder / "calib.yaml"  # JSON is YAML; Ultralytics reads it with its YAML loader
+    out.write_text(json.dumps({"path": str(folder), "train": str(listing), "val": info["val"],
+                               "names": {int(k): v for k, v in info["names"].items()}}), encoding="utf-8")
+    return out
