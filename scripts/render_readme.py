@@ -36,6 +36,7 @@ COMMANDS = {
     "bench_amp": "python scripts/bench_amp.py --out scripts/results/bench_amp.json",
     "bench_amp_finetune": "python scripts/bench_amp_finetune.py",
     "bench_main_job": "python scripts/bench_main_job.py",
+    "bench_int8_preset": "python scripts/bench_int8_preset.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
@@ -105,6 +106,10 @@ def render_bench_main_job(results: dict[str, Any]) -> str:
     return _script("bench_main_job").render(results)
 
 
+def render_bench_int8_preset(results: dict[str, Any]) -> str:
+    return _script("bench_int8_preset").render(results)
+
+
 def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
@@ -148,7 +153,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
              "bench_amp": render_bench_amp, "bench_amp_finetune": render_bench_amp_finetune,
              "demo_baseline": render_demo_baseline, "bench_main_job": render_bench_main_job,
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
-             "bench_optimize": render_bench_optimize,
+             "bench_optimize": render_bench_optimize, "bench_int8_preset": render_bench_int8_preset,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
     # the longest name the file's name starts with (bench_optimize_ray is not bench_optimize)
     key = max((k for k in table if name.startswith(k)), key=len, default=None)

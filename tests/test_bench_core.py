@@ -225,6 +225,30 @@ def test_int8_cache_key_follows_the_calibration_images(tmp_path, demo_data):
     assert after != before and after["calibration_fingerprint"] != before["calibration_fingerprint"]
 
 
+def test_int8_cache_key_follows_the_backends_quantization_scheme(monkeypatch, demo_data):
+    """An INT8 artifact cached before the backend changed how it quantizes is not reused; fp32 ones still are."""
+    from yolo_optim.bench.artifacts import ExportSettings, artifact_key, export_options
+    from yolo_optim.export.base import get_backend
+
+    s = ExportSettings(imgsz=64, data=str(demo_data), device="cpu", seed=0, workers=0, calib_images=4)
+    int8, fp32 = Target.parse("openvino-cpu:int8"), Target.parse("openvino-cpu:fp32")
+    before = {t: artifact_key("sha", t, export_options(t, s)) for t in (int8, fp32)}
+    monkeypatch.setattr(type(get_backend("openvino")), "quantization_scheme", "next")
+    after = {t: artifact_key("sha", t, export_options(t, s)) for t in (int8, fp32)}
+    assert after[int8] != before[int8] and after[int8]["quantization_scheme"] == "next"
+    assert after[fp32] == before[fp32]
+
+
+def test_openvino_int8_keeps_activations_asymmetric_on_cpu_and_gpu():
+    """SiLU outputs are not symmetric around 0: MIXED (asymmetric activations) on CPU/GPU, NPU keeps PERFORMANCE."""
+    nncf = pytest.importorskip("nncf")
+    from yolo_optim.export.openvino import quantization_settings
+
+    assert quantization_settings("cpu")["preset"] == nncf.QuantizationPreset.MIXED
+    assert quantization_settings("gpu")["preset"] == nncf.QuantizationPreset.MIXED
+    assert quantization_settings("npu")["preset"] == nncf.QuantizationPreset.PERFORMANCE
+
+
 def test_export_and_time_is_one_path(tiny_model):
     from yolo_optim.core.deploy import export_and_time
     from yolo_optim.core.options import ExportOptions

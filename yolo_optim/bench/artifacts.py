@@ -63,6 +63,7 @@ def artifact_key(source_sha: str, target: Target, options: ExportOptions,
     if target.backend == "tensorrt":
         key["hardware"] = hardware
     if target.precision in QUANTIZED:  # calibration and quantization settings
+        key["quantization_scheme"] = get_backend(target.backend).quantization_scheme
         key.update({k: v for k, v in asdict(options).items() if k not in NOT_IN_KEY and k not in key})
     if options.calibration is not None:
         key["calibration_fingerprint"] = options.calibration.fingerprint  # the images' names and contents

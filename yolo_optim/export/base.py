@@ -99,6 +99,8 @@ class Backend:
     precisions: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str | None] = None  # pip extra that installs the runtime, named when it is missing
     package: ClassVar[str] = ""  # the Python package the runtime is imported from
+    # Bumped when the backend quantizes differently for the same settings, so cached INT8 artifacts are not reused.
+    quantization_scheme: ClassVar[str] = "1"
     # What the strict accuracy guard retries, in order, when an INT8 export loses too much mAP: each dict holds
     # export-job overrides (accuracy_control=True: NNCF's accuracy-aware quantization; float_scope=1: keep the
     # head's prediction convolutions and the stem in float too).

@@ -70,6 +70,7 @@ class OpenVINOBackend(Backend):
     precisions = ("fp32", "bf16", "fp16", "int8w", "int8")
     extra = None  # openvino and nncf are core dependencies
     package = "openvino"
+    quantization_scheme = "2"  # 2: asymmetric activations (MIXED preset) on CPU and GPU
     fallbacks = ({"accuracy_control": True}, {"float_scope": 1})
 
     def default_precision(self, device: str) -> str | None:
@@ -229,15 +230,21 @@ class OpenVINOBackend(Backend):
 
 
 def quantization_settings(device: str) -> dict[str, Any]:
-    """NNCF settings per device: symmetric activations (PERFORMANCE preset) where the int8 kernels want them.
+    """NNCF settings per device.
 
+    CPU and GPU: symmetric weights, asymmetric activations (MIXED preset). YOLO activations come out of SiLU, whose
+    range is about [-0.28, inf): a symmetric 8-bit grid spends half its levels on negatives that never occur. On the
+    demo baseline at 256 px MIXED kept 0.8 point more mAP50-95 than symmetric activations (PERFORMANCE) at the same
+    OpenVINO CPU latency, AVX2 (measured side by side: 0.6721 against 0.6640, 9.69 against 9.75 ms). NPU keeps
+    symmetric activations (PERFORMANCE), the scheme NNCF's NPU configuration is written for.
     On CPUs with AMX (Sapphire Rapids and newer) NNCF's CPU_SPR target matches the plugin's AMX int8 kernels.
     """
     import nncf
 
     target_device = nncf.TargetDevice.CPU_SPR if device == "cpu" and "amx_int8" in cpu_flags() else \
         {"cpu": nncf.TargetDevice.CPU, "gpu": nncf.TargetDevice.GPU, "npu": nncf.TargetDevice.NPU}[device]
-    return {"preset": nncf.QuantizationPreset.PERFORMANCE, "target_device": target_device}
+    preset = nncf.QuantizationPreset.PERFORMANCE if device == "npu" else nncf.QuantizationPreset.MIXED
+    return {"preset": preset, "target_device": target_device}
 
 
 def _precision_of_foreign_ir(model: Any) -> str:
