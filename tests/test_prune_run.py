@@ -146,7 +146,8 @@ def test_validation_leaves_no_run_folders_behind(tiny_model: Path, demo_data: Pa
 
 
 @pytest.mark.parametrize("arch", ["yolov8n.yaml", "yolo26n.yaml"])
-def test_finetune_keeps_the_pruned_architecture(arch: str, demo_data: Path, tmp_path: Path) -> None:
+def test_finetune_keeps_the_pruned_architecture(arch: str, demo_data: Path, tmp_path: Path, monkeypatch) -> None:
+    """...into the folder it was given, also as a relative path (Ultralytics would nest one under runs/<task>/)."""
     from ultralytics import YOLO
 
     from yolo_optim.prune.checkpoint import write_checkpoint
@@ -164,7 +165,9 @@ def test_finetune_keeps_the_pruned_architecture(arch: str, demo_data: Path, tmp_
     step = prune_step(prepared, StepSpec(removed=0.4, imgsz=IMGSZ), size_of(prepared, "flops", IMGSZ), widths)
     pruned_widths = group_widths(step.model)
     start = write_checkpoint(step.model, tmp_path / "pruned.pt", {}, {"kind": "structured"})
-    best = finetune(start, demo_data, 1, tmp_path / "ft", IMGSZ, 8)
+    monkeypatch.chdir(tmp_path)
+    best = finetune(start, demo_data, 1, Path("ft"), IMGSZ, 8)
+    assert best.is_absolute() and best.is_file() and best.parent.parent == tmp_path / "ft"
     trained = YOLO(str(best)).model
     assert group_widths(trained) == pruned_widths != widths
     assert sum(p.numel() for p in trained.parameters()) == sum(p.numel() for p in step.model.parameters())

@@ -133,7 +133,7 @@ def finetune(weights: str | Path, data: str | Path, epochs: int, out_dir: Path, 
     from ..training.amp import resolve_amp
     from ..training.trainers import with_mixed_precision
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # Ultralytics puts a relative project under runs/<task>/
     last = out_dir / "weights" / "last.pt"
     policy = resolve_amp(amp, device)
     trainer = with_mixed_precision(pruned_trainer(YOLO(str(weights)).task, bn_l1, weight_masks), policy)
