@@ -39,8 +39,8 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
     if done.is_file() and json.loads(done.read_text()).get("settings") == settings:
         print(f"amp={amp}: kept from an earlier run ({done})", flush=True)
         return json.loads(done.read_text())["row"]
-    weights = finetune(args.model, args.data, args.epochs, out, args.imgsz, args.batch, resume=True, amp=amp,
-                       seed=args.seed)
+    weights = finished_weights(out, args.epochs) or finetune(args.model, args.data, args.epochs, out, args.imgsz,
+                                                             args.batch, resume=True, amp=amp, seed=args.seed)
     from ultralytics import YOLO
 
     metrics = measure_map(YOLO(str(weights)), args)
@@ -54,6 +54,21 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
 
     write_json_atomic(done, {"settings": settings, "row": row})  # a rerun keeps this precision's finished run
     return row
+
+
+def finished_weights(out: Path, epochs: int) -> Path | None:
+    """best.pt of a fine-tune that trained all its epochs but was stopped before done.json was written."""
+    import csv
+
+    best, curve = out / "weights" / "best.pt", out / "results.csv"
+    if not (best.is_file() and curve.is_file()):
+        return None
+    with curve.open(newline="", encoding="utf-8") as f:
+        trained = {int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("epoch")}
+    if max(trained, default=0) < epochs:
+        return None
+    print(f"{out}: all {epochs} epochs trained earlier; measuring its best.pt", flush=True)
+    return best
 
 
 def measure_map(yolo: Any, args: argparse.Namespace) -> Any:
