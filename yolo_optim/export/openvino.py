@@ -234,9 +234,9 @@ def quantization_settings(device: str) -> dict[str, Any]:
 
     CPU and GPU: symmetric weights, asymmetric activations (MIXED preset). YOLO activations come out of SiLU, whose
     range is about [-0.28, inf): a symmetric 8-bit grid spends half its levels on negatives that never occur. On the
-    demo baseline at 256 px MIXED kept 0.8 point more mAP50-95 than symmetric activations (PERFORMANCE) at the same
-    OpenVINO CPU latency, AVX2 (measured side by side: 0.6721 against 0.6640, 9.69 against 9.75 ms). NPU keeps
-    symmetric activations (PERFORMANCE), the scheme NNCF's NPU configuration is written for.
+    demo baseline MIXED kept 0.8 point more mAP50-95 than symmetric activations (PERFORMANCE) at the same OpenVINO
+    CPU latency (scripts/bench_int8_preset.py, results in scripts/results/bench_int8_preset.json). NPU keeps
+    PERFORMANCE, unchanged, since no NPU has measured the difference.
     On CPUs with AMX (Sapphire Rapids and newer) NNCF's CPU_SPR target matches the plugin's AMX int8 kernels.
     """
     import nncf
