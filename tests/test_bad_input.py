@@ -158,6 +158,7 @@ CASES = {
                                      r"line 1: has 8 values; .* a pose row 11"),
     "missing model": (lambda t, ds: ["benchmark", "model=best.pt"], r"model=best\.pt does not exist"),
     "unknown model YAML": (lambda t, ds: ["export", "model=yolo99z.yaml"], r"yolo99z\.yaml is neither a file"),
+    "RT-DETR model YAML": (lambda t, ds: ["export", "model=rtdetr-l.yaml"], r"rtdetr-l\.yaml is an RT-DETR model"),
     "int8 without data": (lambda t, ds: ["export", "model=yolo11n.yaml", "precision=int8", "target=onnxruntime-cpu"],
                           r"precision=int8 needs data="),
     # values

@@ -84,6 +84,9 @@ def _yolo_from_packaged_yaml(name: str) -> "YOLO":
     except FileNotFoundError:
         raise OptimError(f"model={name} is neither a file nor an Ultralytics model YAML (e.g. yolo11n.yaml)") from None
     except Exception as e:
+        if "rtdetr" in Path(name).name.lower():  # Ultralytics builds RT-DETR with its own class, not with YOLO()
+            raise OptimError(f"model={name} is an RT-DETR model; yolo-optim works on YOLO models (detect, segment, "
+                             "pose, obb), e.g. model=yolo11n.yaml") from None
         raise OptimError(f"model={name} could not be built ({describe(e)}); check the model YAML") from None
 
 
