@@ -58,14 +58,11 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
 
 def finished_weights(out: Path, epochs: int) -> Path | None:
     """best.pt of a fine-tune that trained all its epochs but was stopped before done.json was written."""
-    import csv
+    from yolo_optim.training.history import epoch_rows
 
-    best, curve = out / "weights" / "best.pt", out / "results.csv"
-    if not (best.is_file() and curve.is_file()):
-        return None
-    with curve.open(newline="", encoding="utf-8") as f:
-        trained = {int(float(r["epoch"])) for r in csv.DictReader(f) if r.get("epoch")}
-    if max(trained, default=0) < epochs:
+    best = out / "weights" / "best.pt"
+    rows = epoch_rows(out)
+    if not best.is_file() or not rows or int(float(rows[-1]["epoch"])) < epochs:
         return None
     print(f"{out}: all {epochs} epochs trained earlier; measuring its best.pt", flush=True)
     return best

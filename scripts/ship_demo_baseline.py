@@ -12,7 +12,6 @@ the manifest says which epoch of how many it is).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -24,13 +23,10 @@ MAP50 = "metrics/mAP50(B)"
 
 
 def read_curve(run: Path) -> list[dict[str, float]]:
-    with open(run / "results.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    # A resumed run trains again the epoch it was killed in after writing its row: the later row is the one kept.
-    by_epoch = {int(float(r["epoch"])): r for r in rows}
-    rows = [by_epoch[e] for e in sorted(by_epoch)]
+    from yolo_optim.training.history import epoch_rows
+
     return [{"epoch": int(float(r["epoch"])), "map50_95": float(r[MAP]), "map50": float(r[MAP50]),
-             "seconds": float(r.get("time") or 0)} for r in rows]
+             "seconds": float(r.get("time") or 0)} for r in epoch_rows(run)]
 
 
 def plateau(curve: list[dict[str, float]], window: int = 20) -> dict[str, float | bool]:

@@ -26,3 +26,17 @@ def training_seconds(save_dir: str | Path) -> float | None:
             total += t - last if t >= last else t
             last = t
     return total
+
+
+def epoch_rows(save_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of the run's results.csv, one per epoch in epoch order (column names stripped); [] without one.
+
+    A resumed run trains again the epoch it was killed in after writing its row: the later row is the one kept.
+    """
+    path = Path(save_dir) / "results.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [{k.strip(): v for k, v in row.items() if k} for row in csv.DictReader(f)]
+    by_epoch = {int(float(r["epoch"])): r for r in rows if r.get("epoch")}
+    return [by_epoch[e] for e in sorted(by_epoch)]
