@@ -162,7 +162,9 @@ def table(results: dict[str, Any]) -> str:
     for name in [*OURS, *THEIRS]:
         a = results["sizes"][str(acc)].get(name, {})
         if "error" in a:
-            lines.append(f"| {name} | not supported: {a['error'][:110]} |")
+            # the variant column already names the target: keep the reason whole, without the "cannot export to" lead
+            reason = a["error"].split(": ", 1)[1] if a["error"].startswith("cannot export to") else a["error"]
+            lines.append(f"| {name} | not supported: {reason} |")
             continue
         runs_at = a.get("executed_precision") or "int8"
         if runs_at in ("int8", "int8w") and "openvino" in name:
