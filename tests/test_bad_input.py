@@ -158,6 +158,8 @@ CASES = {
                                      r"line 1: has 8 values; .* a pose row 11"),
     "missing model": (lambda t, ds: ["benchmark", "model=best.pt"], r"model=best\.pt does not exist"),
     "unknown model YAML": (lambda t, ds: ["export", "model=yolo99z.yaml"], r"yolo99z\.yaml is neither a file"),
+    "prune speed-up goal not above 1x": (lambda t, ds: ["prune", "target=latency:openvino-cpu:0.5x"],
+                                         r"a speed-up goal must be above 1x"),
     "RT-DETR model YAML": (lambda t, ds: ["export", "model=rtdetr-l.yaml"], r"rtdetr-l\.yaml is an RT-DETR model"),
     "int8 without data": (lambda t, ds: ["export", "model=yolo11n.yaml", "precision=int8", "target=onnxruntime-cpu"],
                           r"precision=int8 needs data="),

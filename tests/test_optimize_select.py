@@ -75,9 +75,12 @@ def inputs(budget: str | None, goals: str) -> SearchInputs:
 def test_prune_goals_at_the_deploy_precision():
     fastest = SOURCE[1]  # bf16, 20 ms
     goals, notes = prune_goals(inputs(None, "1.6x,budget,flops:0.5"), fastest, "inference", None)
-    assert goals == [("pruned-1.6x", "latency:openvino-cpu:bf16:12.500ms", 0.5), ("pruned-flops0.5", "flops", 0.5)]
+    # a speed-up goal stays relative: pruning divides the source's latency it measures beside its candidates
+    assert goals == [("pruned-1.6x", "latency:openvino-cpu:bf16:1.6x", 0.5), ("pruned-flops0.5", "flops", 0.5)]
     goals, _ = prune_goals(inputs("10ms", "budget,2x"), fastest, "inference", 10.0)  # 9 ms (margin 0.9), 10 ms differ
-    assert [g[1] for g in goals] == ["latency:openvino-cpu:bf16:9.000ms", "latency:openvino-cpu:bf16:10.000ms"]
+    assert [g[1] for g in goals] == ["latency:openvino-cpu:bf16:9.000ms", "latency:openvino-cpu:bf16:2x"]
+    goals, _ = prune_goals(inputs("10ms", "budget,2.2x"), fastest, "inference", 10.0)  # 9 and 9.09 ms: one model
+    assert [g[1] for g in goals] == ["latency:openvino-cpu:bf16:9.000ms"]
     assert goals[0][0] == "pruned-10ms"
     goals, notes = prune_goals(inputs("30ms", "budget"), fastest, "inference", 30.0)
     assert goals == [] and "already runs in 20.00 ms" in notes[0]

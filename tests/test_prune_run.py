@@ -269,6 +269,20 @@ def test_sensitivity_allocation_writes_table_and_plot(tiny_model: Path, demo_dat
     assert banners <= 3, f"{banners} dataset banners: one per probe would bury the progress"
 
 
+def test_a_speed_up_goal_is_resolved_against_the_source_measured_in_the_same_run() -> None:
+    from yolo_optim.errors import OptimError
+    from yolo_optim.prune.latency import parse_target
+
+    goal, measure = parse_target("latency:openvino-cpu:int8:1.5x")
+    assert measure == "latency" and goal.speedup == 1.5 and goal.target.precision == "int8"
+    assert goal.name == "latency:openvino-cpu:int8:1.5x"
+    assert goal.resolved(12.0).ms == pytest.approx(8.0)  # 12 ms measured now, 1.5 times faster
+    fixed, _ = parse_target("latency:openvino-cpu:8ms")
+    assert fixed.speedup is None and fixed.resolved(12.0).ms == 8.0  # a goal in ms is kept as given
+    with pytest.raises(OptimError, match="a speed-up goal must be above 1x"):
+        parse_target("latency:openvino-cpu:0.8x")
+
+
 @pytest.mark.slow
 def test_latency_target_is_met_as_measured(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
     from ultralytics import YOLO

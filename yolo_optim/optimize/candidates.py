@@ -69,7 +69,7 @@ class BenchTask(ModelTask):
 
 @dataclass(frozen=True, kw_only=True)
 class PruneTask(ModelTask):
-    """Prune `model` to `target` (latency:<runtime>:<precision>:<ms>ms or flops) and fine-tune it."""
+    """Prune `model` to `target` (latency:<runtime>:<precision>:<ms>ms or <k>x, or flops) and fine-tune it."""
 
     target: str  # prune's target= (latency:... or flops)
     ratio: float  # prune's ratio= (flops targets)

@@ -161,7 +161,9 @@ def prune_goals(inp: SearchInputs, fastest: BenchRow, metric: str,
         if any(abs(ms - s) < 0.05 * s for s in seen):
             continue  # two goals this close give the same model
         seen.append(ms)
-        goals.append((name, f"latency:{inp.runtime}:{fastest.precision}:{ms:.3f}ms", 0.5))
+        # a speed-up goal stays relative: pruning times the source again beside its candidates and divides that
+        goal = f"{float(g[:-1]):g}x" if g != "budget" else f"{ms:.3f}ms"
+        goals.append((name, f"latency:{inp.runtime}:{fastest.precision}:{goal}", 0.5))
     return goals, notes
 
 

@@ -66,7 +66,7 @@ def execute(cfg: Any, prepared: nn.Module, widths: dict[str, int], data: str, sa
         base = size_of(model, spec.measure, min(cfg.imgsz, 320))
         if goal is not None:
             spec = replace(spec, removed=_flops_for_latency(cfg, ctx, model, spec, base, widths, goal, table))
-            meta["latency_goal_ms"] = goal.ms
+            meta["latency_goal_ms"] = ctx.state.get("latency_goal_ms", goal.ms)  # a speed-up goal, in ms
         ratio = spec.removed
         state["effective_ratio"] = ratio
 
@@ -128,6 +128,7 @@ def _flops_for_latency(cfg: Any, ctx: Context, model: nn.Module, spec: StepSpec,
     if "latency_flops" in ctx.state:
         return float(ctx.state["latency_flops"])
     base_ms = measure_latency(model, goal, cfg.latency_imgsz, cfg.data)
+    goal = goal.resolved(base_ms)  # a speed-up goal is taken against this measurement, beside the candidates'
     found: dict[str, float] = {}
 
     def removed_fn(candidate: nn.Module) -> float:
@@ -142,6 +143,7 @@ def _flops_for_latency(cfg: Any, ctx: Context, model: nn.Module, spec: StepSpec,
                       removed_fn=removed_fn, target=1 - goal.ms / base_ms)
     flops = 1 - size_of(step.model, "flops", min(cfg.imgsz, 320)) / base
     ctx.state["latency_flops"] = flops
+    ctx.state["latency_goal_ms"] = goal.ms
     ctx.state["latency_search"] = {"source_ms": base_ms, "reached": found}
     ctx.save_state()
     return flops
