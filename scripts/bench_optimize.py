@@ -9,7 +9,8 @@ Ultralytics' own INT8 route, side by side in one run; then the variant chosen fo
 2. control: the unpruned source fine-tuned with the recipe's epochs (so pruning is not credited with more training).
 3. every model of the search (source and each pruned model) at fp32, bf16 (where the CPU has it) and int8, plus
    Ultralytics' `export(format="openvino", int8=True)` on the same calibration images: mAP at --imgsz and latency at
-   each --latency-sizes with the benchmark's harness (one `yolo_optim.benchmark` per size, exports cached).
+   each --latency-sizes with the benchmark's harness (one `yolo_optim.benchmark` per size, exports cached); then
+   every artifact of a size, Ultralytics' included, timed again in alternation, which gives the figures compared.
    Fronts: optimize (every variant), INT8 only (the source at each precision), pruning only (fp32 models), and
    Ultralytics' route; the optimize front dominates one when at every latency in the budget range its best mAP within
    that latency is at least the other's.
@@ -220,11 +221,52 @@ def measure_all(args: argparse.Namespace, models: dict[str, str], precisions: li
     return out
 
 
+def artifacts_by_key(args: argparse.Namespace, models: dict[str, str], sizes: list[int]) -> dict[str, dict[str, str]]:
+    """{label:precision: {size: artifact}}: what each size's benchmark (measure_all) timed, and Ultralytics' exports."""
+    label_of = {str(Path(p).resolve()): label for label, p in models.items()}
+    out: dict[str, dict[str, str]] = {}
+    for size in sizes:
+        report = json.loads((Path(args.out) / "tables" / f"at{size}" / "results.json").read_text())
+        for r in report["rows"]:
+            if r.get("status") == "ok" and r.get("artifact"):
+                key = f"{label_of.get(str(Path(r['model_path']).resolve()), r['model'])}:{r['precision']}"
+                out.setdefault(key, {})[str(size)] = r["artifact"]
+        theirs = sorted((Path(args.out) / "ultralytics" / str(size)).glob("*_int8_openvino_model"))
+        if theirs:
+            out.setdefault("ultralytics-int8:int8", {})[str(size)] = str(theirs[0])
+    return out
+
+
+def retime(args: argparse.Namespace, artifacts: dict[str, dict[str, str]], sizes: list[int]) -> dict[str, Any]:
+    """Every artifact at each size timed again in alternation (a, b, c, a, b, c, ...), so all of them see the same
+    machine load. The benchmark times variants one after another, and on a shared machine a latency taken minutes
+    apart can differ by 15% or more, which is more than some of the gaps the fronts compare."""
+    import numpy as np
+
+    from yolo_optim.core.timing import TimingPlan, time_interleaved
+    from yolo_optim.export.base import get_backend
+    from yolo_optim.paths import file_lock
+
+    backend = get_backend(args.target.split("-")[0])
+    out: dict[str, Any] = {}
+    for size in sizes:
+        runners = {k: backend.load_runner(a[str(size)]) for k, a in artifacts.items() if str(size) in a}
+        x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+        with file_lock(TIMING_LOCK):
+            stats = time_interleaved({k: (lambda r=r, x=x: r(x)) for k, r in runners.items()},
+                                     TimingPlan(warmup=10, runs=args.runs, seconds=args.seconds))
+        for k, st in stats.items():
+            out.setdefault(k, {})[str(size)] = round(st.median_ms, 3)
+        print(f"interleaved @{size}: " + ", ".join(f"{k} {v[str(size)]:.2f} ms" for k, v in out.items()), flush=True)
+    return out
+
+
 def markdown(res: dict[str, Any]) -> str:
     sizes = res["latency_sizes"]
     control = res["control_map"]
     lines = [f"Source fp32 mAP50-95 {res['source_map']:.4f}; control (unpruned, fine-tuned {res['epochs']} epochs) "
-             + ("not run" if control is None else f"{control:.4f}") + ".", "",
+             + ("not run" if control is None else f"{control:.4f}") + ". Latency: batch-1 raw inference, median ms, "
+             "every artifact of a size timed in alternation with the others.", "",
              "| variant | mAP50-95 | " + " | ".join(f"ms @{s} | x fp32 @{s}" for s in sizes) + " |",
              "|---|---|" + "---|---|" * len(sizes)]
     base = res["table"].get("source:fp32", {}).get("latency", {})
@@ -290,6 +332,11 @@ def main() -> None:
     models = {"source": args.model, **{name.split("-")[1] + "-" + name.split("-")[2]: w for w, name in pruned.items()}}
     table = progress.get("table", lambda: measure_all(args, models, precisions, sizes))
     table["ultralytics-int8:int8"] = progress.get("ultralytics", lambda: ultralytics_row(args, sizes))
+    interleaved = progress.get("interleaved", lambda: retime(args, artifacts_by_key(args, models, sizes), sizes))
+    for key, entry in table.items():  # the side-by-side figures replace the one-after-another ones, kept beside
+        if key in interleaved:
+            entry["latency_sequential"] = entry.get("latency_sequential", entry["latency"])
+            entry["latency"] = interleaved[key]
     chosen = main_run["chosen"] or {}
     chosen_key = next((k for k in table if k.endswith(f":{chosen.get('precision')}")
                        and k.split(":")[0] in chosen.get("model", "")), None)
