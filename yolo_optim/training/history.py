@@ -13,18 +13,16 @@ def training_seconds(save_dir: str | Path) -> float | None:
     a value smaller than the one before it is the first epoch of a new start and adds whole. (An epoch cut short by
     the kill is not in the file and is not counted; it was trained again after the resume.)
     """
-    path = Path(save_dir) / "results.csv"
-    if not path.is_file():
+    rows = _rows(save_dir)
+    if rows is None:
         return None
     total, last = 0.0, 0.0
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            value = {k.strip(): v for k, v in row.items() if k}.get("time")
-            if not value:
-                continue
-            t = float(value)
-            total += t - last if t >= last else t
-            last = t
+    for row in rows:
+        if not row.get("time"):
+            continue
+        t = float(row["time"])
+        total += t - last if t >= last else t
+        last = t
     return total
 
 
@@ -33,10 +31,14 @@ def epoch_rows(save_dir: str | Path) -> list[dict[str, str]]:
 
     A resumed run trains again the epoch it was killed in after writing its row: the later row is the one kept.
     """
+    by_epoch = {int(float(r["epoch"])): r for r in _rows(save_dir) or [] if r.get("epoch")}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _rows(save_dir: str | Path) -> list[dict[str, str]] | None:
+    """Every row of the run's results.csv as written (Ultralytics pads its column names: stripped); None without it."""
     path = Path(save_dir) / "results.csv"
     if not path.is_file():
-        return []
+        return None
     with path.open(newline="", encoding="utf-8") as f:
-        rows = [{k.strip(): v for k, v in row.items() if k} for row in csv.DictReader(f)]
-    by_epoch = {int(float(r["epoch"])): r for r in rows if r.get("epoch")}
-    return [by_epoch[e] for e in sorted(by_epoch)]
+        return [{k.strip(): v for k, v in row.items() if k} for row in csv.DictReader(f)]
