@@ -1,7 +1,7 @@
 """Fine-tune the demo baseline in fp32 and in bf16 autocast with the same recipe, and compare mAP50-95 and time.
 
     python scripts/bench_amp_finetune.py [--model best.pt --data data.yaml] [--epochs 20] [--imgsz 256] [--batch 8]
-                                         [--precisions off,bf16] [--out runs/bench_amp_finetune]
+                                         [--precisions off,bf16] [--fraction 1.0] [--out runs/bench_amp_finetune]
                                          [--results scripts/results/bench_amp_finetune.json]
 
 Each precision is one fine-tune through `yolo_optim.prune.retrain.finetune` (the trainer every fine-tune of the
@@ -11,7 +11,9 @@ rerun keeps a finished precision (its done.json) and resumes a killed one from i
 precision: mAP50-95 and mAP50 of the fine-tuned weights on the val split, the training wall time summed over its
 epochs (Ultralytics' results.csv, validation included), the precision the trainer actually used, and how many
 optimizer steps it skipped for non-finite gradients. On a CPU without AMX or AVX-512 BF16, bf16 is emulated: its numbers (the accuracy question) are real,
-its time is not what a bf16 CPU gets (that is scripts/bench_amp.py's figure on such a CPU).
+its time is not what a bf16 CPU gets (that is scripts/bench_amp.py's figure on such a CPU), and it is slow enough
+(about 11 s a step on a 2-core AVX2 CPU) that `--fraction` (Ultralytics' train `fraction=`: the first part of the
+train split, the same images for every precision) may be needed to fit both runs into a working session.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
         print(f"amp={amp}: kept from an earlier run ({done})", flush=True)
         return json.loads(done.read_text())["row"]
     weights = finished_weights(out, args.epochs) or finetune(args.model, args.data, args.epochs, out, args.imgsz,
-                                                             args.batch, resume=True, amp=amp, seed=args.seed)
+                                                             args.batch, resume=True, amp=amp, seed=args.seed,
+                                                             train_args=train_args(args))
     from ultralytics import YOLO
 
     metrics = measure_map(YOLO(str(weights)), args)
@@ -54,6 +57,10 @@ def run_precision(args: argparse.Namespace, amp: str) -> dict[str, Any]:
 
     write_json_atomic(done, {"settings": settings, "row": row})  # a rerun keeps this precision's finished run
     return row
+
+
+def train_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"fraction": args.fraction} if args.fraction < 1.0 else {}
 
 
 def finished_weights(out: Path, epochs: int) -> Path | None:
@@ -101,6 +108,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--precisions", default="off,bf16", help="amp= values, comma-separated")
+    ap.add_argument("--fraction", type=float, default=1.0, help="part of the train split to fine-tune on (0-1]")
     ap.add_argument("--out", default="runs/bench_amp_finetune")
     ap.add_argument("--results", default=str(ROOT / "scripts" / "results" / "bench_amp_finetune.json"))
     args = ap.parse_args()
@@ -121,7 +129,7 @@ def main() -> int:
     rows = [run_precision(args, amp) for amp in args.precisions.split(",") if amp]
     native = cpu_bf16_instructions()
     results = {"command": "python scripts/bench_amp_finetune.py " + " ".join(sys.argv[1:]), "model": str(args.model),
-               "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "seed": args.seed,
+               "epochs": args.epochs, "fraction": args.fraction, "imgsz": args.imgsz, "batch": args.batch, "seed": args.seed,
                "cpu": cpu_info().get("model"), "threads": os.cpu_count(), "python": platform.python_version(),
                "bf16_native": native, "source_map50_95": round(source.map50_95, 4), "rows": rows}
     by_amp = {r["amp"]: r for r in rows}
