@@ -45,8 +45,10 @@ def kept_precisions(rows: list[BenchRow], metric: str, min_gain: float) -> tuple
             kept.append(r)
             continue
         best = min(kept, key=lambda k: k.latency(metric))
-        notes.append(f"{r.precision} at {r.imgsz} px ({r.latency(metric):.2f} ms, mAP50-95 {_acc(r):.4f}) is no "
-                     f"faster than {best.precision} ({best.latency(metric):.2f} ms, mAP50-95 {_acc(best):.4f}), "
+        # "no faster" would be wrong for a row that is faster by less than min_gain: say which rule dropped it
+        than = "no faster than" if min_gain <= 0 else f"not at least {min_gain:.0%} faster than"
+        notes.append(f"{r.precision} at {r.imgsz} px ({r.latency(metric):.2f} ms, mAP50-95 {_acc(r):.4f}) is {than} "
+                     f"{best.precision} ({best.latency(metric):.2f} ms, mAP50-95 {_acc(best):.4f}), "
                      f"which is at least as accurate, on this device: {best.precision} is kept and {r.precision} "
                      "is not tried on pruned models")
     return kept, notes
