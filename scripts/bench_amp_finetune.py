@@ -112,6 +112,8 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_amp_finetune")
     ap.add_argument("--results", default=str(ROOT / "scripts" / "results" / "bench_amp_finetune.json"))
     args = ap.parse_args()
+    if not 0.0 < args.fraction <= 1.0:
+        ap.error(f"--fraction={args.fraction} is not in (0, 1]: give the part of the train split to use, e.g. 0.5")
     if not args.model or not args.data:
         from yolo_optim.config import make_config
         from yolo_optim.data.baseline import resolve_model_and_data
