@@ -6,7 +6,8 @@ Ultralytics' own INT8 route, side by side in one run; then the variant chosen fo
                                      [--results scripts/results/bench_optimize.json]
 
 1. `yolo-optim optimize` without a budget (the recipe's candidates, mAP at --imgsz, the size the model was trained at).
-2. control: the unpruned source fine-tuned with the recipe's epochs (so pruning is not credited with more training).
+2. control: the unpruned source fine-tuned as the pruned models are (the recipe's epochs, lr0 and distillation), so
+   pruning is not credited with more or different training.
 3. every model of the search (source and each pruned model) at fp32, bf16 (where the CPU has it) and int8, plus
    Ultralytics' `export(format="openvino", int8=True)` on the same calibration images: mAP at --imgsz and latency at
    each --latency-sizes with the benchmark's harness (one `yolo_optim.benchmark` per size, exports cached); then
@@ -144,8 +145,11 @@ def budget_run(args: argparse.Namespace, f: float) -> dict[str, Any]:
     return b
 
 
-def control_map(args: argparse.Namespace, epochs: int) -> float | None:
-    """mAP50-95 of the unpruned source fine-tuned with the recipe's epochs (same fine-tuning as the pruned ones)."""
+def control_map(args: argparse.Namespace, recipe: Any) -> float | None:
+    """mAP50-95 of the unpruned source fine-tuned exactly as the pruned candidates are (the recipe's epochs, learning
+    rate and distillation, optimize's batch, `yolo-optim prune`'s amp=auto), so pruning is credited with neither more
+    nor different training."""
+    epochs = recipe.finetune_epochs
     if epochs <= 0:
         return None
     from ultralytics import YOLO
@@ -153,8 +157,11 @@ def control_map(args: argparse.Namespace, epochs: int) -> float | None:
     from yolo_optim.prune.evaluate import primary_map, val_map
     from yolo_optim.prune.retrain import finetune
 
-    weights = finetune(Path(args.model), Path(args.data), epochs, Path(args.out) / "control", args.imgsz, 8,
-                       resume=True)
+    train_args: dict[str, Any] = {"lr0": recipe.lr0}
+    if recipe.distill:  # the source distils into itself, as it distils into each pruned model
+        train_args["distill_model"] = str(args.model)
+    weights = finetune(Path(args.model), Path(args.data), epochs, Path(args.out) / "control", args.imgsz, args.batch,
+                       resume=True, train_args=train_args, amp="auto")
     return primary_map(val_map(YOLO(str(weights)).model, Path(args.data), args.imgsz), "detect")
 
 
@@ -362,7 +369,7 @@ def main() -> None:
     res = {"command": " ".join(sys.argv), "model": args.model, "data": args.data, "imgsz": args.imgsz,
            "latency_sizes": sizes, "epochs": recipe.finetune_epochs, "recipe": recipe.to_dict(),
            "source_map": table["source:fp32"].get("map50_95"),
-           "control_map": progress.get("control", lambda: control_map(args, recipe.finetune_epochs)),
+           "control_map": progress.get("control", lambda: control_map(args, recipe)),
            "optimize": main_run, "table": table, "chosen_key": chosen_key, "dominates": dom, "budgets": budgets,
            "environment": results["runs"][0].get("environment") if results["runs"] else None, "seconds": round(time.time() - t0, 1)}
     if chosen_key:

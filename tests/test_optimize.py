@@ -69,8 +69,18 @@ def test_no_budget_chooses_the_fastest_within_max_drop(base_run):
     assert f"**Chosen: {r.row.model}" in md and "pruned-flops0.3" in md
     state = json.loads((r.save_dir / "optimize.json").read_text())
     assert state["status"] == "done" and state["chosen"]["key"] == r.row.key
-    assert [s["stage"] for s in state["stages"]] == ["source", "prune", "pruned"]
+    assert [s["stage"] for s in state["stages"]] == ["source", "prune", "pruned", "final side by side"]
     assert not any(s["reused"] for s in state["stages"])
+
+
+def test_candidates_are_timed_again_side_by_side_before_the_choice(base_run):
+    r = base_run["result"]
+    final = [s for s in stages_of(r.save_dir) if s["stage"] == "final side by side"]
+    assert len(final) == 1 and final[0]["status"] == "ok" and "2 variants in alternation" in final[0]["task"]
+    rows = r.report.measured()
+    assert len(rows) == 2 and all(x.extra.get("timed_in_alternation") for x in rows)
+    assert all(x.extra["latency_sequential"]["median_ms"] > 0 for x in rows)
+    assert r.reference.extra.get("timed_in_alternation")  # speed-ups are computed from the same figures
 
 
 def test_results_json_is_valid_against_the_benchmark_schema(base_run):

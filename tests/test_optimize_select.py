@@ -149,3 +149,36 @@ def test_a_pruning_task_is_known_by_its_sensitivity_table_s_content_not_its_path
     assert task_folder(tmp_path, task(first)).name == task_folder(tmp_path, task(moved)).name
     moved.write_text("group,ratio,map\nmodel.2,0.5,0.29\n")  # other probes: the pruning must run again
     assert task_digest(task(first)) != task_digest(task(moved))
+
+
+def test_side_by_side_figures_replace_the_ones_timed_apart_and_keep_them(tmp_path):
+    from dataclasses import replace
+
+    from yolo_optim.optimize.candidates import Timing
+    from yolo_optim.optimize.retime import apply_retime, retime_task
+
+    rows = []
+    for r in SOURCE:  # an artifact on disk for each, as the benchmark leaves them
+        art = tmp_path / f"{r.precision}_openvino_model"
+        art.mkdir()
+        rows.append(replace(r, artifact=str(art)))
+    timing = Timing(1, 5, 0.1, 0, "inference")
+    task = retime_task("side-by-side", "openvino-cpu", timing, rows + [replace(SOURCE[0], key="gone",
+                                                                               artifact=str(tmp_path / "gone"))])
+    assert [a[0] for a in task.artifacts] == [r.key for r in rows]  # a missing artifact cannot be timed again
+    assert retime_task("x", "openvino-cpu", Timing(1, 5, 0.1, 0, "end_to_end"), rows) is None
+    assert retime_task("x", "openvino-cpu", timing, rows[:1]) is None  # nothing to compare it with
+
+    def stats(ms: float) -> dict:
+        return {"runs": 5, "median_ms": ms, "p90_ms": ms, "p99_ms": ms, "mean_ms": ms, "std_ms": 0.0, "min_ms": ms,
+                "max_ms": ms}
+
+    # the sequential figures made int8 look faster; side by side it is slower than bf16, and is dropped
+    retimed = apply_retime(rows, {rows[1].key: stats(18.0), rows[2].key: stats(18.5)})
+    assert [r.latency() for r in retimed] == [40.0, 18.0, 18.5]
+    assert retimed[1].extra["latency_sequential"]["median_ms"] == 20.0 and retimed[1].extra["timed_in_alternation"]
+    assert "latency_sequential" not in retimed[0].extra  # not timed again: left as it was
+    kept, _ = kept_precisions(retimed, "inference", min_gain=0.05)
+    assert [r.precision for r in kept] == ["fp32", "bf16"]
+    again = apply_retime(retimed, {rows[1].key: stats(17.0)})  # timed a second time: the first figure stays kept
+    assert again[1].latency() == 17.0 and again[1].extra["latency_sequential"]["median_ms"] == 20.0

@@ -103,14 +103,14 @@ class ProbeTask(ModelTask):
         return f"{self.name} {self.shard + 1}/{self.shards}"
 
 
-Task = BenchTask | PruneTask | ProbeTask
+Task = BenchTask | PruneTask | ProbeTask  # and retime.RetimeTask (timing finished candidates side by side)
 
 
 def task_digest(task: Task) -> str:
     """A digest of everything the task's result depends on (paths excluded: the content hashes stand for them)."""
     d = asdict(task)
-    d.pop("model")
-    d.pop("data")
+    d.pop("model", None)
+    d.pop("data", None)
     d.pop("name")
     d["kind"] = task.kind
     table = (d.get("options") or {}).get("sensitivity_table")
@@ -147,7 +147,10 @@ def run_task(root: str, task: Task) -> dict[str, Any]:
         return {**old, "reused": True}
     folder = task_folder(root_path, task)
     t0 = time.perf_counter()
-    work = {BenchTask: _bench, PruneTask: _prune, ProbeTask: _probe}[type(task)]
+    from .retime import RetimeTask, run_retime
+
+    work = {BenchTask: _bench, PruneTask: _prune, ProbeTask: _probe,
+            RetimeTask: lambda t, _folder: run_retime(t)}[type(task)]
     result = work(task, folder)
     result.update(node=_node(), seconds=round(time.perf_counter() - t0, 1))
     write_json_atomic(folder / DONE, result)

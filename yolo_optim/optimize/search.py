@@ -1,5 +1,6 @@
-"""The search: measure the source at every precision and input size, keep the precisions that buy speed, prune to
-latency goals at the precision to deploy, fine-tune, and measure the pruned models at the kept precisions.
+"""The search: measure the source at every precision and input size, time them again side by side, keep the
+precisions that buy speed, prune to latency goals at the precision to deploy, fine-tune, measure the pruned models
+at the kept precisions, and time every candidate again side by side before the choice.
 
 Stages run their tasks through an executor (here or on a Ray cluster); a failing task is recorded and the search
 goes on. Progress names the stage and estimates the time left from what the finished tasks took.
@@ -16,11 +17,12 @@ from typing import Any
 from ..errors import OptimError
 from .candidates import BenchTask, ProbeTask, PruneTask, Timing, run_task
 from .recipe import Recipe
+from .retime import apply_retime, retime_task
 from .select import BenchRow, kept_precisions, usable
 
 LOG = logging.getLogger("yolo_optim.optimize")
 # First guesses of a task's seconds on a small CPU, replaced by the mean of the tasks measured in this run.
-_GUESS = {"bench": 30.0, "prune": 90.0, "epoch": 60.0, "probe": 600.0}
+_GUESS = {"bench": 30.0, "prune": 90.0, "epoch": 60.0, "probe": 600.0, "retime": 20.0}
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,18 @@ class Progress:
     def __init__(self, plan: dict[str, int], epochs: int) -> None:
         self.plan = dict(plan)  # stage -> tasks still expected
         self.t0 = time.time()
-        self.took: dict[str, list[float]] = {"bench": [], "prune": [], "probe": []}
+        self.took: dict[str, list[float]] = {"bench": [], "prune": [], "probe": [], "retime": []}
         self.epochs = epochs
         self.current: tuple[str, float] | None = None
 
     def _each(self, kind: str) -> float:
-        done = self.took[kind]
+        done = self.took.get(kind)
         if done:
             return sum(done) / len(done)
-        return _GUESS["prune"] + _GUESS["epoch"] * self.epochs if kind == "prune" else _GUESS[kind]
+        return _GUESS["prune"] + _GUESS["epoch"] * self.epochs if kind == "prune" else _GUESS.get(kind, 30.0)
 
     def left(self) -> float:
-        kinds = {"prune": "prune", "sensitivity": "probe"}
+        kinds = {"prune": "prune", "sensitivity": "probe", "side by side": "retime", "final side by side": "retime"}
         return sum(n * self._each(kinds.get(s, "bench")) for s, n in self.plan.items())
 
     def start(self, stage: str, task: Any) -> None:
@@ -81,7 +83,7 @@ class Progress:
 
     def finish(self, kind: str, seconds: float, reused: bool) -> None:
         if not reused:
-            self.took[kind].append(seconds)
+            self.took.setdefault(kind, []).append(seconds)
 
 
 def runnable(runtime: str, precision: str) -> tuple[bool, str]:
@@ -183,8 +185,9 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
     sizes = [inp.imgsz, *[s for s in inp.sizes if s != inp.imgsz]]
     goals_guess = len(recipe.prune_goals())
     probing = recipe.prune_allocation == "sensitivity" and goals_guess > 0
-    progress = Progress({"source": len(precisions) * len(sizes), "sensitivity": int(probing), "prune": goals_guess,
-                         "pruned": goals_guess * len(precisions)}, recipe.finetune_epochs)
+    progress = Progress({"source": len(precisions) * len(sizes), "side by side": len(sizes),
+                         "sensitivity": int(probing), "prune": goals_guess, "pruned": goals_guess * len(precisions),
+                         "final side by side": 1}, recipe.finetune_epochs)
     LOG.info("optimize: %d source variants, up to %d pruned models, on %s", len(precisions) * len(sizes),
              goals_guess, executor.where)
 
@@ -192,6 +195,9 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
     tasks = [_bench_task(inp, "source" if s == inp.imgsz else f"source@{s}", inp.source, inp.source_sha256, p, s, ())
              for s in sizes for p in precisions]
     _run(executor, root, "source", tasks, out, progress)
+    for s in sizes:  # which precisions are worth keeping is decided per size, so each size is compared alone
+        side_by_side(inp, executor, root, out, progress, "side by side", [r for r in out.rows if r.imgsz == s])
+    progress.plan["side by side"] = 0
     at_size = [r for r in out.rows if r.imgsz == inp.imgsz]
     main = usable(at_size, inp.metric)
     if not main:
@@ -248,8 +254,24 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
         btasks += [_bench_task(inp, task.name, res["weights"], res["weights_sha256"], p, inp.imgsz, steps)
                    for p in deploy]
     _run(executor, root, "pruned", btasks, out, progress)
+    if btasks:
+        side_by_side(inp, executor, root, out, progress, "final side by side", out.rows)
+        out.reference = next((r for r in out.rows if r.key == out.reference.key), out.reference)
+    progress.plan["final side by side"] = 0
     LOG.info("optimize: search done in %s", _clock(time.time() - progress.t0))
     return out
+
+
+def side_by_side(inp: SearchInputs, executor: Any, root: Path, out: SearchOutcome, progress: Progress, stage: str,
+                 rows: list[BenchRow]) -> None:
+    """Time `rows` again in alternation and use those figures in `out.rows` (see retime.py)."""
+    r = inp.recipe
+    task = retime_task(stage.replace(" ", "-"), inp.runtime, Timing(r.warmup, r.runs, r.seconds, r.threads,
+                                                                   inp.metric), rows)
+    if task is None:
+        return
+    for _task, result in _run(executor, root, stage, [task], out, progress):
+        out.rows = apply_retime(out.rows, result["latency"])
 
 
 def sensitivity_stage(inp: SearchInputs, options: dict[str, Any], executor: Any, root: Path, out: SearchOutcome,
