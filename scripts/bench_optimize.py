@@ -146,9 +146,9 @@ def budget_run(args: argparse.Namespace, f: float) -> dict[str, Any]:
 
 
 def control_map(args: argparse.Namespace, recipe: Any) -> float | None:
-    """mAP50-95 of the unpruned source fine-tuned exactly as the pruned candidates are (the recipe's epochs, learning
-    rate and distillation, optimize's batch, `yolo-optim prune`'s amp=auto), so pruning is credited with neither more
-    nor different training."""
+    """mAP50-95 of the unpruned source fine-tuned exactly as the pruned candidates are (the recipe's epochs, batch,
+    learning rate and distillation, `yolo-optim prune`'s amp=auto), so pruning is credited with neither more nor
+    different training."""
     epochs = recipe.finetune_epochs
     if epochs <= 0:
         return None
@@ -160,8 +160,8 @@ def control_map(args: argparse.Namespace, recipe: Any) -> float | None:
     train_args: dict[str, Any] = {"lr0": recipe.lr0}
     if recipe.distill:  # the source distils into itself, as it distils into each pruned model
         train_args["distill_model"] = str(args.model)
-    weights = finetune(Path(args.model), Path(args.data), epochs, Path(args.out) / "control", args.imgsz, args.batch,
-                       resume=True, train_args=train_args, amp="auto")
+    weights = finetune(Path(args.model), Path(args.data), epochs, Path(args.out) / "control", args.imgsz,
+                       recipe.prune_batch(args.batch), resume=True, train_args=train_args, amp="auto")
     return primary_map(val_map(YOLO(str(weights)).model, Path(args.data), args.imgsz), "detect")
 
 

@@ -114,6 +114,14 @@ def test_recipe_names_and_errors(tmp_path):
     bad.write_text("prune_targets: 0.5x\n")
     with pytest.raises(OptimError, match="'0.5x' is not understood"):
         load_recipe("openvino-cpu", str(bad))
+    # the fine-tuning batch: the recipe's own, or the command's when the recipe says 0
+    bad.write_text("finetune_batch: 8\n")
+    assert load_recipe("openvino-cpu", str(bad)).prune_batch(16) == 8
+    bad.write_text("finetune_batch: 0\n")
+    assert load_recipe("openvino-cpu", str(bad)).prune_batch(16) == 16
+    bad.write_text("finetune_batch: -8\n")
+    with pytest.raises(OptimError, match="finetune_batch"):
+        load_recipe("openvino-cpu", str(bad))
 
 
 def test_budget_and_sizes_parsing():

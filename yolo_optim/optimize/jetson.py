@@ -120,7 +120,8 @@ def _plan(cfg: Any, recipe: Recipe, fraction: float, t0: float, precision: str, 
     options = recipe.prune_options()
     task = PruneTask(name=f"pruned-{fraction:g}x", model=source, model_sha256=sha, data=str(Path(data).resolve()),
                      data_sha256=data_fingerprint(data), target="flops", ratio=round(ratio, 4), imgsz=cfg.imgsz,
-                     options=options, batch=cfg.batch, device=str(cfg.device), workers=cfg.workers, seed=cfg.seed)
+                     options=options, batch=recipe.prune_batch(cfg.batch), device=str(cfg.device),
+                     workers=cfg.workers, seed=cfg.seed)
     try:
         pruned = run_task(str(stages), task)
     except OptimError as e:

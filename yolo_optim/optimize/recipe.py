@@ -32,6 +32,7 @@ class Recipe(_Validated):
     prune_max_layer_ratio: float = key(gt=0, lt=1)  # most a layer may lose
     prune_round_to: int = key(ge=1)  # channel multiple
     finetune_epochs: int = key(ge=0)  # fine-tuning epochs per pruned model
+    finetune_batch: int = key(ge=0)  # fine-tuning batch; 0 = the command's batch
     distill: bool  # distil from the unpruned source
     lr0: float = key(gt=0)  # fine-tuning learning rate
     warmup: int = key(ge=0)  # untimed calls
@@ -57,6 +58,10 @@ class Recipe(_Validated):
                 raise OptimError(f"recipe prune_targets entry '{g}' is not understood; use <k>x with k > 1 (e.g. "
                                  "1.5x), budget, or flops:<r> with r in (0, 1) (e.g. flops:0.5)")
         return list(dict.fromkeys(goals))
+
+    def prune_batch(self, batch: int) -> int:
+        """The batch a pruning task fine-tunes (and validates) with, given the command's `batch`."""
+        return self.finetune_batch or batch
 
     def prune_options(self) -> dict[str, Any]:
         """The `yolo-optim prune` keys every pruned candidate of this recipe is made with."""

@@ -240,7 +240,7 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
     progress.plan["sensitivity"] = 0
     ptasks = [PruneTask(name=name, model=inp.source, model_sha256=inp.source_sha256, data=inp.data,
                         data_sha256=inp.data_sha256, target=target, ratio=ratio, imgsz=inp.imgsz, options=options,
-                        batch=inp.batch, device=inp.device, workers=inp.workers, seed=inp.seed)
+                        batch=recipe.prune_batch(inp.batch), device=inp.device, workers=inp.workers, seed=inp.seed)
               for name, target, ratio in goals]
     pruned = _run(executor, root, "prune", ptasks, out, progress)
     progress.plan["pruned"] = len(pruned) * len(deploy)
