@@ -37,6 +37,7 @@ COMMANDS = {
     "bench_amp_finetune": "python scripts/bench_amp_finetune.py",
     "bench_main_job": "python scripts/bench_main_job.py",
     "bench_int8_preset": "python scripts/bench_int8_preset.py",
+    "bench_int8_scope": "python scripts/bench_int8_scope.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
@@ -110,6 +111,10 @@ def render_bench_int8_preset(results: dict[str, Any]) -> str:
     return _script("bench_int8_preset").render(results)
 
 
+def render_bench_int8_scope(results: dict[str, Any]) -> str:
+    return _script("bench_int8_scope").render(results)
+
+
 def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
@@ -154,6 +159,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
              "demo_baseline": render_demo_baseline, "bench_main_job": render_bench_main_job,
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
              "bench_optimize": render_bench_optimize, "bench_int8_preset": render_bench_int8_preset,
+             "bench_int8_scope": render_bench_int8_scope,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
     # the longest name the file's name starts with (bench_optimize_ray is not bench_optimize)
     key = max((k for k in table if name.startswith(k)), key=len, default=None)
