@@ -38,6 +38,7 @@ COMMANDS = {
     "bench_main_job": "python scripts/bench_main_job.py",
     "bench_int8_preset": "python scripts/bench_int8_preset.py",
     "bench_int8_scope": "python scripts/bench_int8_scope.py",
+    "bench_finetune_recipe": "python scripts/bench_finetune_recipe.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
@@ -115,6 +116,10 @@ def render_bench_int8_scope(results: dict[str, Any]) -> str:
     return _script("bench_int8_scope").render(results)
 
 
+def render_bench_finetune_recipe(results: dict[str, Any]) -> str:
+    return _script("bench_finetune_recipe").render(results)
+
+
 def render_demo_baseline(results: dict[str, Any]) -> str:
     return f"{_script('ship_demo_baseline').table(results)}\n"
 
@@ -160,6 +165,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
              "bench_trt_qdq": render_bench_trt_qdq, "bench_optimize_ray": render_bench_optimize_ray,
              "bench_optimize": render_bench_optimize, "bench_int8_preset": render_bench_int8_preset,
              "bench_int8_scope": render_bench_int8_scope,
+             "bench_finetune_recipe": render_bench_finetune_recipe,
              "bench_prune": render_bench_prune, "bench_tune": render_bench_tune}
     # the longest name the file's name starts with (bench_optimize_ray is not bench_optimize)
     key = max((k for k in table if name.startswith(k)), key=len, default=None)
