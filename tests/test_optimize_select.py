@@ -190,3 +190,23 @@ def test_side_by_side_figures_replace_the_ones_timed_apart_and_keep_them(tmp_pat
     assert [r.precision for r in kept] == ["fp32", "bf16"]
     again = apply_retime(retimed, {rows[1].key: stats(17.0)})  # timed a second time: the first figure stays kept
     assert again[1].latency() == 17.0 and again[1].extra["latency_sequential"]["median_ms"] == 20.0
+
+
+def test_a_fractional_budget_follows_the_final_side_by_side_reference():
+    from yolo_optim.core.results import LatencyStats
+    from yolo_optim.optimize.search import SearchOutcome, final_reference
+
+    def retimed(r, ms):
+        from dataclasses import replace
+
+        return replace(r, inference=LatencyStats.from_samples([ms]))
+
+    for budget, first_ms, expect in (("0.5x", 20.0, 25.0), ("15ms", 15.0, 15.0)):
+        out = SearchOutcome(rows=[retimed(SOURCE[0], 50.0), *SOURCE[1:]], reference=SOURCE[0], budget_ms=first_ms)
+        final_reference(inputs(budget, "budget"), out)
+        assert out.reference is out.rows[0] and out.reference.latency() == 50.0  # the row the loop timed
+        assert out.budget_ms == expect  # 0.5 x 50 ms; a budget in ms stays as given
+        assert any("resolved again" in n and "0.5 x 50.00 ms" in n for n in out.notes) == (budget == "0.5x")
+    out = SearchOutcome(rows=list(SOURCE), reference=SOURCE[0], budget_ms=20.0)  # not timed again: nothing moves
+    final_reference(inputs("0.5x", "budget"), out)
+    assert out.reference is SOURCE[0] and out.budget_ms == 20.0 and not out.notes

@@ -254,12 +254,29 @@ def search(inp: SearchInputs, executor: Any, root: Path) -> SearchOutcome:
         btasks += [_bench_task(inp, task.name, res["weights"], res["weights_sha256"], p, inp.imgsz, steps)
                    for p in deploy]
     _run(executor, root, "pruned", btasks, out, progress)
-    if btasks:
-        side_by_side(inp, executor, root, out, progress, "final side by side", out.rows)
-        out.reference = next((r for r in out.rows if r.key == out.reference.key), out.reference)
+    side_by_side(inp, executor, root, out, progress, "final side by side", out.rows)
     progress.plan["final side by side"] = 0
+    final_reference(inp, out)
     LOG.info("optimize: search done in %s", _clock(time.time() - progress.t0))
     return out
+
+
+def final_reference(inp: SearchInputs, out: SearchOutcome) -> None:
+    """Point `out.reference` at its row after the final side-by-side timing, and resolve a fractional budget again
+    against it: the source's fp32 row was timed in the same loop as every candidate, so "0.5x" then means half of
+    what the candidates are compared with, and a chosen variant's reported speed-up agrees with the budget."""
+    ref = next((r for r in out.rows if r.key == out.reference.key), out.reference)
+    if ref is out.reference:
+        return
+    out.reference = ref
+    if inp.budget is None or inp.budget.fraction is None or out.budget_ms is None:
+        return
+    ms = inp.budget.resolve(ref.latency(inp.metric))
+    if round(ms, 2) != round(out.budget_ms, 2):
+        out.notes.append(f"budget {inp.budget} resolved again against the final side-by-side timing, where every "
+                         f"candidate was timed in one loop with the source: {inp.budget.fraction:g} x "
+                         f"{ref.latency(inp.metric):.2f} ms ({ref.precision}) = {ms:.2f} ms")
+    out.budget_ms = ms
 
 
 def side_by_side(inp: SearchInputs, executor: Any, root: Path, out: SearchOutcome, progress: Progress, stage: str,
