@@ -64,10 +64,10 @@ class Progress:
         self.current: tuple[str, float] | None = None
 
     def _each(self, kind: str) -> float:
-        done = self.took.get(kind)
+        done = self.took[kind]
         if done:
             return sum(done) / len(done)
-        return _GUESS["prune"] + _GUESS["epoch"] * self.epochs if kind == "prune" else _GUESS.get(kind, 30.0)
+        return _GUESS["prune"] + _GUESS["epoch"] * self.epochs if kind == "prune" else _GUESS[kind]
 
     def left(self) -> float:
         kinds = {"prune": "prune", "sensitivity": "probe", "side by side": "retime", "final side by side": "retime"}
@@ -83,7 +83,7 @@ class Progress:
 
     def finish(self, kind: str, seconds: float, reused: bool) -> None:
         if not reused:
-            self.took.setdefault(kind, []).append(seconds)
+            self.took[kind].append(seconds)
 
 
 def runnable(runtime: str, precision: str) -> tuple[bool, str]:
