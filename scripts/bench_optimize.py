@@ -3,6 +3,7 @@ Ultralytics' own INT8 route, side by side in one run; then the variant chosen fo
 
     python scripts/bench_optimize.py [--model best.pt --data data.yaml] [--imgsz 256] [--latency-sizes 640,256]
                                      [--budgets 0.85,0.75,0.65] [--recipe openvino-cpu.yaml] [--out runs/bench_optimize]
+                                     [--prune-targets flops:0.6] [--finetune-epochs 30]
                                      [--results scripts/results/bench_optimize.json]
 
 1. `yolo-optim optimize` without a budget (the recipe's candidates, mAP at --imgsz, the size the model was trained at).
@@ -84,6 +85,23 @@ class Progress:
         else:
             print(f"{key}: kept from an earlier run ({self.path})", flush=True)
         return self.done[key]
+
+
+def recipe_with_overrides(args: argparse.Namespace) -> Path:
+    """--recipe with --prune-targets / --finetune-epochs applied, written into --out (the optimize commands read it)."""
+    import yaml
+
+    if args.finetune_epochs is not None and args.finetune_epochs < 0:
+        raise SystemExit("--finetune-epochs must be 0 or more")
+    recipe = yaml.safe_load(Path(args.recipe).read_text()) if args.recipe else {}
+    if args.prune_targets is not None:
+        recipe["prune_targets"] = args.prune_targets
+    if args.finetune_epochs is not None:
+        recipe["finetune_epochs"] = args.finetune_epochs
+    path = Path(args.out).resolve() / "recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path
 
 
 def budget_recipe(args: argparse.Namespace) -> Path:
@@ -311,6 +329,8 @@ def main() -> None:
     ap.add_argument("--recipe", default=str(ROOT / "scripts" / "bench_optimize_recipe.yaml"),
                     help="recipe YAML (default: scripts/bench_optimize_recipe.yaml); the budget runs use it with "
                          "prune_targets: budget")
+    ap.add_argument("--prune-targets", help="replaces the recipe's prune_targets (e.g. flops:0.6)")
+    ap.add_argument("--finetune-epochs", type=int, help="replaces the recipe's finetune_epochs")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--seconds", type=float, default=6.0)
@@ -323,6 +343,8 @@ def main() -> None:
 
         args.model, args.data = resolve_model_and_data(make_config("optimize", {"data": args.data}))
     sizes = [int(s) for s in args.latency_sizes.split(",")]
+    if args.prune_targets is not None or args.finetune_epochs is not None:
+        args.recipe = str(recipe_with_overrides(args))
     from yolo_optim.export.base import Target, get_backend
     from yolo_optim.optimize.recipe import load_recipe
 
