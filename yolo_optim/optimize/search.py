@@ -99,12 +99,16 @@ def _clock(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _timing(inp: SearchInputs) -> Timing:
+    """How every candidate is timed, by its benchmark task and again side by side: the recipe's loop, the metric."""
+    r = inp.recipe
+    return Timing(r.warmup, r.runs, r.seconds, r.threads, inp.metric)
+
+
 def _bench_task(inp: SearchInputs, name: str, model: str, sha: str, precision: str, imgsz: int,
                 steps: tuple[str, ...]) -> BenchTask:
-    r = inp.recipe
     return BenchTask(name=name, model=model, model_sha256=sha, data=inp.data, data_sha256=inp.data_sha256,
-                     runtime=inp.runtime, precision=precision, imgsz=imgsz,
-                     timing=Timing(r.warmup, r.runs, r.seconds, r.threads, inp.metric), batch=inp.batch,
+                     runtime=inp.runtime, precision=precision, imgsz=imgsz, timing=_timing(inp), batch=inp.batch,
                      device=inp.device, workers=inp.workers, seed=inp.seed, steps=steps)
 
 
@@ -282,9 +286,7 @@ def final_reference(inp: SearchInputs, out: SearchOutcome) -> None:
 def side_by_side(inp: SearchInputs, executor: Any, root: Path, out: SearchOutcome, progress: Progress, stage: str,
                  rows: list[BenchRow]) -> None:
     """Time `rows` again in alternation and use those figures in `out.rows` (see retime.py)."""
-    r = inp.recipe
-    task = retime_task(stage.replace(" ", "-"), inp.runtime, Timing(r.warmup, r.runs, r.seconds, r.threads,
-                                                                   inp.metric), rows)
+    task = retime_task(stage.replace(" ", "-"), inp.runtime, _timing(inp), rows)
     if task is None:
         return
     for _task, result in _run(executor, root, stage, [task], out, progress):
