@@ -228,3 +228,52 @@ def test_other_tasks_and_families_keep_their_outputs(arch: str) -> None:
         raw_outputs(prepared(torch.rand(2, 3, 64, 64))))
     if "ghost" in arch:
         assert any("GhostConv" in why for why in result.whole.values())
+
+
+def test_a_group_that_flips_whole_is_narrowed_to_what_the_target_needs() -> None:
+    from yolo_optim.prune.structured import _narrow_last
+
+    def removed_by(keep: dict[str, int]) -> float:  # 0.5 from the other groups, "big" adds up to 0.2
+        return 0.5 + 0.2 * (64 - keep["big"]) / 48
+
+    without = {"big": 64, "small": 16}
+    keep = {"big": 16, "small": 16}  # fully pruned "big" removes 0.7 where 0.56 was asked
+    narrowed, removed = _narrow_last(keep, without, "big", 16, 0.56, removed_by, 0.7)
+    assert narrowed == {"big": 48, "small": 16} and removed == pytest.approx(0.5 + 0.2 / 3)
+    assert _narrow_last(keep, without, "big", 16, 0.69, removed_by, 0.7) == (keep, 0.7)  # no narrower width will do
+
+
+# mAP50-95 loss of each group of the demo YOLO11n (6 classes) pruned alone by half (its sensitivity table): the
+# demo's objects are small, so the P4/P5 branches cost nothing while the P3 branch and the stem cost a lot
+DEMO_LOSSES = {
+    "23.cv2.0.1": 0.3202, "23.cv2.0.0": 0.1774, "16.cv3": 0.4428, "16.m.0.cv2": 0.3132, "4.cv3": 0.1283,
+    "4.m.0.cv2": 0.1216, "3": 0.0929, "2.cv3": 0.0441, "1": 0.0551, "4.cv2": 0.0183, "13.cv3": 0.0120,
+    "13.m.0.cv2": 0.0335, "13.m.0.cv1": 0.0335, "6.cv3": 0.0129, "6.m.0.cv3": 0.0031, "6.m.0.cv2": 0.0034,
+    "6.cv1": 0.0205, "5": 0.0223, "6.m.0.m.1.cv2": 0.0385, "6.m.0.m.1.cv1": 0.0064, "6.m.0.m.0.cv1": 0.0141,
+    "6.cv2": 0.0008, "10.cv3": 0.0006, "10.cv2": 0.0004, "9.cv2": 0.0009, "9.cv1": 0.0010, "8.cv3": -0.0009,
+    "8.m.0.cv3": -0.0005, "7": 0.0005, "8.m.0.m.0.cv1": -0.0001, "10.m.0.ffn.0": 0.0001, "13.cv2": 0.0013,
+    "16.cv2": 0.0606, "23.cv3.0.1.1": 0.0805, "23.cv3.0.1.0": 0.0724, "23.cv3.1.1.1": 0.0001,
+    "23.cv3.1.1.0": 0.0001,
+}  # every other group: 0.0
+
+
+def test_a_group_flipping_whole_does_not_overshoot_the_target() -> None:
+    """One probe ratio makes each loss curve linear, so a group goes from unpruned to fully pruned at one level: on
+    the demo table, model.23.cv2.0.0 alone took a 60% FLOPs target to 71%."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yolo_optim.prune.graph import PruningGraph
+    from yolo_optim.prune.structured import (
+        StepSpec,
+        group_widths,
+        prepare,
+        prune_step,
+        size_of,
+    )
+
+    model, _ = prepare(DetectionModel("yolo11n.yaml", nc=6, verbose=False))
+    curves = {g.name: ((0.5, DEMO_LOSSES.get(g.name.removeprefix("model."), 0.0)),)
+              for g in PruningGraph(model, 16).groups}
+    step = prune_step(model, StepSpec(allocation="sensitivity", removed=0.6, round_to=16, imgsz=256),
+                      size_of(model, "flops", 256), group_widths(model), curves)
+    assert 0.6 <= step.removed <= 0.65

@@ -53,6 +53,35 @@ def test_default_sensitivity_path_and_its_table_reused(tiny_model: Path, demo_da
     assert _meta(tmp_path / "b")["widths"] == _meta(a)["widths"]
 
 
+def test_probe_losses_are_taken_against_the_unpruned_model_recalibrated_like_the_probes(
+        trained_baseline, tmp_path: Path) -> None:
+    """BatchNorm re-estimation alone moves mAP; a probe's loss must be what pruning its group costs, nothing else."""
+    from ultralytics import YOLO
+
+    from yolo_optim.prune.evaluate import primary_map, val_map
+    from yolo_optim.prune.importance import recalibrate_batchnorm
+    from yolo_optim.prune.sensitivity import (
+        PROBE_CALIB_BATCHES,
+        SensitivityRow,
+        analyse,
+        write_table,
+    )
+    from yolo_optim.prune.structured import prepare
+
+    b = trained_baseline
+    model, _ = prepare(YOLO(str(b.weights)).model)
+    table = tmp_path / "s.csv"
+    write_table([SensitivityRow("model.99.earlier", 64, 0.5, 32, 0.25, 0.999, 0.01)], table)  # a resumed row
+    rows = analyse(model, b.data, b.imgsz, (0.5,), "l2", 128, table, batch=8, calibrate=True)
+    recalibrated, _ = prepare(YOLO(str(b.weights)).model)
+    recalibrate_batchnorm(recalibrated, b.data, b.imgsz, batches=PROBE_CALIB_BATCHES, seed=0)
+    reference = primary_map(val_map(recalibrated, b.data, b.imgsz, 8), "detect")
+    assert reference > 0.3 and len(rows) > 2
+    for r in rows:
+        assert r.loss == pytest.approx(reference - r.map, abs=1e-6), r.group
+    assert rows[0].group == "model.99.earlier" and rows[0].loss == pytest.approx(reference - 0.25, abs=1e-6)
+
+
 # --- importance criteria -----------------------------------------------------------------------------------------
 
 def test_taylor_weight_pruning_uses_gradients(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:

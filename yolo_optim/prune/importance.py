@@ -152,8 +152,16 @@ def score_groups(graph: PruningGraph, method: str, seed: int = 0, data: str | Pa
 
 
 def _loss_batches(model: nn.Module, data: str | Path, imgsz: int, batches: int, batch: int,
-                  seed: int) -> list[dict[str, Any]]:
-    """A few un-augmented training batches, preprocessed as the trainer does (float images in [0, 1])."""
+                  seed: int, augment: bool = False) -> list[dict[str, Any]]:
+    """A few training batches, preprocessed as the trainer does (float images in [0, 1]).
+
+    augment=False: the images letterboxed as validation sees them. augment=True: the training pipeline's own
+    augmentation (mosaic, HSV, flips, with the dataset's default hyperparameters), drawn from seeded generators that
+    are put back afterwards, so the same seed gives the same batches and no other random stream moves.
+    """
+    import random
+
+    import numpy as np
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
@@ -162,14 +170,21 @@ def _loss_batches(model: nn.Module, data: str | Path, imgsz: int, batches: int, 
     info = check_det_dataset(str(data))
     cfg = get_cfg(DEFAULT_CFG, {"imgsz": imgsz, "task": getattr(model, "task", "detect"), "seed": seed, "plots": False})
     stride = int(max(getattr(model, "stride", torch.tensor([32.0])).max().item(), 32))
-    ds = build_yolo_dataset(cfg, info["train"], batch, info, mode="val", stride=stride)
+    ds = build_yolo_dataset(cfg, info["train"], batch, info, mode="train" if augment else "val", stride=stride)
     loader = build_dataloader(ds, batch, workers=0, shuffle=True, device="cpu")
+    states = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
     out = []
-    for i, b in enumerate(loader):
-        if i >= batches:
-            break
-        b["img"] = b["img"].float() / 255
-        out.append(b)
+    try:
+        for i, b in enumerate(loader):
+            if i >= batches:
+                break
+            b["img"] = b["img"].float() / 255
+            out.append(b)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
     return out
 
 
@@ -219,7 +234,10 @@ def recalibrate_batchnorm(model: nn.Module, data: str | Path, imgsz: int, batche
     """Re-estimate BatchNorm running statistics on training images after pruning (weights are not changed).
 
     Removing channels changes what every following layer sees; fresh statistics recover much of the loss before
-    any fine-tuning, and make the mAP measured between steps (and by sensitivity analysis) meaningful.
+    any fine-tuning, and make the mAP measured between steps (and by sensitivity analysis) meaningful. The batches
+    are augmented as in training: the statistics a model was trained with are those of augmented images, and
+    re-estimating them on plain letterboxed ones cost the unpruned demo model 4 points of mAP50-95 by itself
+    (0.7215 as trained, 0.6803 re-estimated on plain images, 0.7248 on augmented ones; 16 batches of 16).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -233,7 +251,7 @@ def recalibrate_batchnorm(model: nn.Module, data: str | Path, imgsz: int, batche
         m.train()
     try:
         with torch.no_grad():
-            for b in _loss_batches(model, data, imgsz, batches, batch, seed):
+            for b in _loss_batches(model, data, imgsz, batches, batch, seed, augment=True):
                 model(b["img"])
     finally:
         for m, (mom, tr) in zip(bns, saved):

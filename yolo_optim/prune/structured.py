@@ -182,6 +182,8 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
 
         p, removed = search_prefix(lambda p: removed_by(mixed(p)), len(diff), goal)
         keep = mixed(p)
+        if p and removed - goal > spec.search_tol:  # the last group added overshoots: give it only what is needed
+            keep, removed = _narrow_last(keep, mixed(p - 1), diff[p - 1], spec.round_to, goal, removed_by, removed)
     pruned = trial(keep)
     check_pruned(model, pruned)
     if analytic:
@@ -190,6 +192,23 @@ def prune_step(model: nn.Module, spec: StepSpec, base_size: float, original: dic
     channels = {n: (before[n], keep[n]) for n in before if keep[n] != before[n]}
     LOG.info("pruned %d groups, %.1f%% of %s removed", len(channels), 100 * removed, spec.measure)
     return StepResult(pruned, removed, level, channels, dict(graph.whole))
+
+
+def _narrow_last(keep: dict[str, int], without: dict[str, int], name: str, round_to: int, goal: float,
+                 removed_by: Callable[[dict[str, int]], float], removed: float) -> tuple[dict[str, int], float]:
+    """The widest width of group `name` (between its width in `without` and in `keep`, in round_to steps) that
+    still reaches `goal`: a group whose measured loss grows linearly flips from unpruned to fully pruned at one
+    level, which alone can overshoot the target by 10% of the FLOPs."""
+    widths = list(range(keep[name] + round_to, without[name], round_to))  # narrowest first; all but keep's own
+    lo, hi = 0, len(widths)  # widths[:lo] reach the goal for certain (removal grows as the width shrinks)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        got = removed_by({**keep, name: widths[mid]})
+        if got >= goal:
+            lo, removed = mid + 1, got
+        else:
+            hi = mid
+    return ({**keep, name: widths[lo - 1]}, removed) if lo else (keep, removed)
 
 
 def check_pruned(original: nn.Module, pruned: nn.Module) -> None:
