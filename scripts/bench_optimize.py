@@ -337,8 +337,11 @@ def markdown(res: dict[str, Any]) -> str:
                       f"{b.get('within_ms')}")
         else:
             rerun += f"{b.get('within')}"
-        lines.append(f"| {b['fraction']}x = {b['budget_ms']:.2f} ms | "
-                     f"{c.get('model', 'none')}:{c.get('precision', '')} | {rerun} | "
+        near = b.get("closest") or {}
+        what = f"{c['model']}:{c['precision']}" if c else "none" + (
+            f" (closest: {near['model']}:{near['precision']}, {near['inference']['median_ms']:.2f} ms, mAP50-95 "
+            f"{near['map50_95']:.4f})" if near.get("inference") and near.get("map50_95") is not None else "")
+        lines.append(f"| {b['fraction']}x = {b['budget_ms']:.2f} ms | {what} | {rerun} | "
                      f"{c.get('map50_95', float('nan')):.4f} | {b['wall_s'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
