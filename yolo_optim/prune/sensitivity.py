@@ -96,10 +96,7 @@ def analyse(model: nn.Module, data: str | Path, imgsz: int, ratios: tuple[float,
         order = scores[g.name].argsort(stable=True)
         wg.prune(target, order[: n - kept].tolist())
         refresh_block_attributes(work)
-        if calibrate:
-            with quiet_ultralytics():  # its dataset banner, once per probe, would bury the progress lines
-                recalibrate_batchnorm(work, data, imgsz, batches=PROBE_CALIB_BATCHES, seed=seed)
-        m = primary_map(val_map(work, data, imgsz, batch), getattr(model, "task", "detect"))
+        m = _measured_map(work, data, imgsz, batch, calibrate, seed)
         saved = 1 - model_size(work, min(imgsz, 320)).macs / base_macs
         rows.append(SensitivityRow(g.name, n, ratio, kept, m, reference - m, saved))
         write_table(rows, table)  # every row is kept as soon as it is measured: a killed analysis resumes
@@ -118,13 +115,16 @@ def _reference_map(model: nn.Module, data: str | Path, imgsz: int, batch: int, c
     plain letterboxed images, 0.8 on augmented ones). Against the model as trained, that offset would be charged to
     every group alike, hiding the differences between groups that the allocation needs.
     """
-    task = getattr(model, "task", "detect")
-    if not calibrate:
-        return primary_map(val_map(model, data, imgsz, batch), task)
-    work = copy.deepcopy(model)
-    with quiet_ultralytics():
-        recalibrate_batchnorm(work, data, imgsz, batches=PROBE_CALIB_BATCHES, seed=seed)
-    return primary_map(val_map(work, data, imgsz, batch), task)
+    return _measured_map(copy.deepcopy(model) if calibrate else model, data, imgsz, batch, calibrate, seed)
+
+
+def _measured_map(work: nn.Module, data: str | Path, imgsz: int, batch: int, calibrate: bool, seed: int) -> float:
+    """mAP of `work` as every probe and the reference measure it: BatchNorm re-estimated in place (when calibrate),
+    then validated. One function for both, so the reference cannot drift from the probes."""
+    if calibrate:
+        with quiet_ultralytics():  # its dataset banner, once per probe, would bury the progress lines
+            recalibrate_batchnorm(work, data, imgsz, batches=PROBE_CALIB_BATCHES, seed=seed)
+    return primary_map(val_map(work, data, imgsz, batch), getattr(work, "task", "detect"))
 
 
 def probe_shard(model: str, data: str, folder: Path, shard: tuple[int, int], **keys: object) -> Path:
