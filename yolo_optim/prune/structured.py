@@ -199,16 +199,14 @@ def _narrow_last(keep: dict[str, int], without: dict[str, int], name: str, round
     """The widest width of group `name` (between its width in `without` and in `keep`, in round_to steps) that
     still reaches `goal`: a group whose measured loss grows linearly flips from unpruned to fully pruned at one
     level, which alone can overshoot the target by 10% of the FLOPs."""
-    widths = list(range(keep[name] + round_to, without[name], round_to))  # narrowest first; all but keep's own
-    lo, hi = 0, len(widths)  # widths[:lo] reach the goal for certain (removal grows as the width shrinks)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        got = removed_by({**keep, name: widths[mid]})
-        if got >= goal:
-            lo, removed = mid + 1, got
-        else:
-            hi = mid
-    return ({**keep, name: widths[lo - 1]}, removed) if lo else (keep, removed)
+    widths = [*sorted(range(keep[name] + round_to, without[name], round_to), reverse=True), keep[name]]
+    last = len(widths) - 1  # widest first; the last is `keep`'s own width, whose removal is known
+
+    def removed_at(i: int) -> float:
+        return removed if i == last else removed_by({**keep, name: widths[i]})
+
+    i, got = search_prefix(removed_at, last, goal)
+    return {**keep, name: widths[i]}, got
 
 
 def check_pruned(original: nn.Module, pruned: nn.Module) -> None:
