@@ -199,6 +199,15 @@ CASES = {
     "demo dataset with a user file": (lambda t, ds: ["data", f"out={_demo(t / 'demo', extra='notes.txt')}",
                                                      "exist_ok=True", "train=2", "val=1"], r"also holds notes\.txt"),
     "report of a missing run": (lambda t, ds: ["report", "runs=nowhere/exp"], r"nowhere"),
+    # a model whose task the dataset's labels cannot train or validate
+    "segment model on box labels": (lambda t, ds: ["prune", "model=yolo11n-seg.yaml", f"data={ds}", "epochs=0"],
+                                    r"000000\.txt has rows that are not polygon rows .*which a segment model needs"),
+    "obb model on box labels": (lambda t, ds: ["tune", "model=yolo11n-obb.yaml", f"data={ds}"],
+                                r"rows that are not oriented boxes .*which an obb model needs"),
+    "pose model without kpt_shape": (lambda t, ds: ["benchmark", "model=yolo11n-pose.yaml", f"data={ds}"],
+                                     r"has no kpt_shape:, so it is not a pose dataset"),
+    "segment model on the demo dataset": (lambda t, ds: ["prune", "model=yolo11n-seg.yaml", "epochs=0"],
+                                          r"a segment model needs segment labels and the demo dataset has boxes only"),
 }
 if not CUDA:
     CASES["device=0 without a GPU"] = (lambda t, ds: ["export", "device=0"], r"device=0 asks for a CUDA GPU but "
@@ -485,6 +494,25 @@ def test_pose_rows_follow_kpt_shape(tmp_path, demo_data):
     _edit_yaml(ds, kpt_shape=[2, 3])
     _label(ds, "0 0.5 0.5 0.1 0.1 0.4 0.4 2 0.6 0.6 1\n")
     assert check_dataset(ds)["kpt_shape"] == [2, 3]
+
+
+@pytest.mark.parametrize("task,text", [
+    ("segment", "0 0.1 0.1 0.2 0.1 0.2 0.2\n2 0.3 0.3 0.4 0.3 0.4 0.4 0.3 0.4\n"),
+    ("obb", "0 0.1 0.1 0.2 0.1 0.2 0.2 0.1 0.2\n"),
+    ("detect", "0 0.1 0.1 0.2 0.1 0.2 0.2\n"),  # Ultralytics trains boxes from polygons
+])
+def test_task_labels_pass_the_task_check(task, text, tmp_path, demo_data):
+    from yolo_optim.data.check import check_dataset, check_task
+    from yolo_optim.errors import OptimError
+
+    ds = _dataset(tmp_path / "ds", demo_data, n=1)
+    for split in ("train", "val"):
+        _label(ds, text, split=split, i=0)
+    check_task(task, check_dataset(ds), ds)  # raises on a mismatch
+    if task == "obb":  # a segment polygon of 3 points is not an oriented box
+        _label(ds, "0 0.1 0.1 0.2 0.1 0.2 0.2\n", split="val", i=0)
+        with pytest.raises(OptimError, match=r"labels/val/000000\.txt has rows that are not oriented boxes"):
+            check_task(task, check_dataset(ds), ds)
 
 
 def test_device_check_against_the_gpus_torch_sees(monkeypatch):

@@ -183,13 +183,29 @@ def resolve_model_and_data(cfg: Any) -> tuple[str, str]:
         from ..models import check_model_file
 
         check_model_file(cfg.model)  # a bad model= fails before the demo dataset is generated
+        _check_tasks(cfg.model, None, None)
         d = make_config("baseline")
         demo = demo_dataset_path(d.data_train, d.data_val, d.data_classes, d.data_size, d.seed)
         logging.getLogger(__name__).warning(
             "data= is empty: using the generated demo dataset %s; pass data=your/data.yaml to measure on yours", demo)
         return str(cfg.model), str(demo)
-    check_dataset(cfg.data)
+    _check_tasks(cfg.model, check_dataset(cfg.data), cfg.data)
     return str(cfg.model), str(cfg.data)
+
+
+def _check_tasks(model: Any, info: dict[str, Any] | None, data: Any) -> None:
+    """Each model of model= (one, or a comma list) against the dataset's labels, before any run folder exists.
+    A model that does not load is left to the mode, which says so in its own terms (benchmark records it as a
+    failed row and measures the others)."""
+    from ..models import load_yolo
+    from .check import check_task
+
+    for text in (t.strip() for t in str(model).split(",") if t.strip()):
+        try:
+            task = load_yolo(text).task
+        except OptimError:
+            continue
+        check_task(task, info, data)
 
 
 def run_baseline(cfg: BaselineConfig) -> BaselineResult:

@@ -48,6 +48,35 @@ def check_dataset(data: str | Path, splits: tuple[str, ...] = ("train", "val")) 
     return info
 
 
+# label rows a segment or obb model trains on; Ultralytics finds a dataset without them only when training starts
+TASK_ROWS = {"segment": ("polygon rows (`class x1 y1 x2 y2 x3 y3 ...`)", lambda n: n >= 7),
+             "obb": ("oriented boxes (`class x1 y1 x2 y2 x3 y3 x4 y4`)", lambda n: n == 9)}
+
+
+def check_task(task: str, info: dict[str, Any] | None, data: str | Path | None) -> None:
+    """The labels a model of `task` needs are in the dataset (`info` None: the demo dataset, boxes only)."""
+    kind = f"{'an' if task[0] in 'aeiou' else 'a'} {task} model"
+    if info is None:
+        if task != "detect":
+            raise OptimError(f"{kind} needs {task} labels and the demo dataset has boxes only; pass data= a dataset "
+                             f"with {task} labels (Ultralytics format)")
+        return
+    if task == "pose" and not info.get("kpt_shape"):
+        raise OptimError(f"data={data} has no kpt_shape:, so it is not a pose dataset; {kind} needs keypoint labels "
+                         "and kpt_shape: [keypoints, 2 or 3] in the YAML")
+    if task not in TASK_ROWS:
+        return
+    what, fits = TASK_ROWS[task]
+    from ultralytics.data.utils import img2label_paths
+
+    for split in ("train", "val"):
+        for label in img2label_paths(split_images(info, data, split)):
+            text = _read_label(label)
+            if isinstance(text, str) and not all(fits(len(r.split())) for r in text.splitlines() if r.strip()):
+                raise OptimError(f"data={data}: {label} has rows that are not {what}, which {kind} needs; pass a "
+                                 f"dataset with {task} labels or a model of the dataset's task")
+
+
 def split_images(info: dict[str, Any], data: str | Path, split: str) -> list[str]:
     """The image files of a split as Ultralytics lists them (core.images.split_images), at least one."""
     from ..core.images import IMAGE_SUFFIXES
