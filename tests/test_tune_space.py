@@ -233,7 +233,10 @@ def test_logged_metrics_follow_the_task_and_its_loss() -> None:
     assert {"metrics/mAP50-95(M)", "val/seg_loss"} <= set(seg) and "val/seg_loss" not in detect
 
 
-def test_an_address_where_nothing_listens_fails_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("mode", ["tune", "optimize"])
+def test_an_address_where_nothing_listens_fails_in_seconds(mode: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """tune and optimize both take a Ray cluster's address=; ray.init itself would wait minutes for no answer."""
     import socket
     import time
 
@@ -241,8 +244,8 @@ def test_an_address_where_nothing_listens_fails_in_seconds(tmp_path: Path, capsy
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.time()
-    rc = main(["tune", "model=yolo11n.yaml", "data=data.yaml", f"project={tmp_path}/runs",
-               f"address=127.0.0.1:{port}"])
+    model = ["model=yolo11n.yaml", "data=data.yaml"] if mode == "tune" else []  # optimize: the demo baseline
+    rc = main([mode, *model, f"project={tmp_path}/runs", f"address=127.0.0.1:{port}"])
     err = capsys.readouterr().err
     assert rc == 2 and time.time() - t0 < 10, err
     assert f"nothing answers at 127.0.0.1:{port}" in err and len(err.strip().splitlines()) == 1

@@ -170,19 +170,23 @@ def run_optimize(cfg: OptimizeConfig) -> OptimizeResult:
     if cfg.results:
         raise OptimError(f"results= reads latencies measured on a Jetson (target={JETSON}); target={target} is "
                          "measured here, so drop results=")
+    if cfg.address:
+        from ..core.cluster_address import check_address
+
+        check_address(cfg.address)  # before any model or dataset work: ray.init would wait minutes for no one
     model, data = resolve_model_and_data(cfg)
     source, sha = _source(model)
     inputs = _inputs(cfg, recipe, target, source, sha, data, sizes, budget)
-    folder = _folder(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg.to_dict(),
-             "target": target, "recipe": recipe.to_dict(), "source": source, "source_sha256": sha}
-    write_json_atomic(folder / "optimize.json", state)
     from .parallel import make_executor
     from .search import search
 
-    executor = make_executor(cfg.address, recipe.cpus_per_task)
+    executor = make_executor(cfg.address, recipe.cpus_per_task)  # connects before the run folder is written
     try:
+        folder = _folder(cfg)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": cfg.to_dict(),
+                 "target": target, "recipe": recipe.to_dict(), "source": source, "source_sha256": sha}
+        write_json_atomic(folder / "optimize.json", state)
         outcome = search(inputs, executor, folder / "stages")
     finally:
         executor.close()

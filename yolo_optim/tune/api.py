@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import yaml
 
 from ..config import TuneConfig, load_yaml_file, make_config
+from ..core.cluster_address import check_address
 from ..errors import OptimError, missing_extra, one_line
 from ..paths import run_dir, write_text_atomic
 from .objective import Objective, check_logged, make_objective, measure_latency_table
@@ -79,7 +79,7 @@ def run_tune(cfg: TuneConfig, space: dict[str, Any] | None = None) -> TuneResult
     except ImportError:
         raise missing_extra("ray[tune]") from None
     if cfg.address:
-        _check_address(cfg.address)  # before anything is written: a wrong address would hang in ray.init
+        check_address(cfg.address)  # before anything is written: a wrong address would hang in ray.init
     save_dir, cfg, search_space = _prepare(cfg, space)
     objective = make_objective(cfg.objective, cfg.objective_mode, cfg.latency_target, cfg.latency_budget,
                                cfg.latency_weight)
@@ -142,22 +142,6 @@ def _experiment_name(save_dir: Path, resume: bool) -> str:
         return EXPERIMENT
     n = numbers[-1] if resume else numbers[-1] + 1
     return EXPERIMENT if n == 1 else f"{EXPERIMENT}-{n}"
-
-
-def _check_address(address: str) -> None:
-    """A host:port (or ray://host:port) where nothing listens is a one-line error within seconds, not a hang."""
-    if address in ("auto", "local"):
-        return  # Ray finds (or fails to find) the local cluster itself, quickly
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise OptimError(f"address={address} is not understood; use auto, HOST:PORT (the head's GCS port, "
-                         "usually 6379) or ray://HOST:10001")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
-    except OSError as e:
-        why = e.strerror or type(e).__name__ if not isinstance(e, TimeoutError) else "no answer in 3 s"
-        raise OptimError(f"address={address}: nothing answers at {host}:{port} ({why}); start the cluster with "
-                         "`ray start --head` there, or fix address=") from None
 
 
 def _model_and_data(cfg: TuneConfig, save_dir: Path, fraction: float, objective: Objective) -> tuple[str, str]:
