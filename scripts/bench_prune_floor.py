@@ -103,11 +103,11 @@ def _environment() -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Demo baseline (yolo11n, {results['source']['gflops_256']:.3f} GFLOPs at 256 px), pruned uniformly "
-             "without fine-tuning, or by sensitivity and fine-tuned with distillation; mAP50-95 of the PyTorch model "
-             "on the whole val split at 256 px. OpenVINO CPU, raw inference, batch 1, median ms (min over 3 "
-             f"interleaved rounds), {results['environment']}. Speed-ups against the unpruned source timed in the "
-             "same loop.", "",
+    lines = [(f"Demo baseline (yolo11n, {results['source']['gflops_256']:.3f} GFLOPs at 256 px), pruned uniformly "
+              "without fine-tuning, or by sensitivity and fine-tuned with distillation; mAP50-95 of the PyTorch "
+              "model on the whole val split at 256 px. OpenVINO CPU, raw inference, batch 1, median ms (min over 3 "
+              f"interleaved rounds), {results['environment']}. Speed-ups against the unpruned source timed in the "
+              "same loop."), "",
              "| model | FLOPs removed | bf16 @640 ms | x fp32 | x bf16 | bf16 @256 ms | x fp32 | x bf16 |",
              "|---|---|---|---|---|---|---|---|"]
     lat = results["latency"]
