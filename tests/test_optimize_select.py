@@ -57,6 +57,20 @@ def test_an_unmet_budget_names_the_closest_and_what_it_would_take():
     assert "no variant runs within 5 ms" in c.message and "at least 9.00 ms" in c.message
 
 
+def test_an_unmet_budget_prints_how_far_pruning_would_go(capsys, tmp_path):
+    from yolo_optim.optimize.api import OptimizeResult, _print_outcome
+
+    c = choose(SOURCE + PRUNED, SOURCE[0], "inference", 5.0, 0.01)
+    failed = ("prune: pruned-4x (latency:openvino-cpu:bf16:4x) failed: latency:openvino-cpu:bf16:4x cannot be met: "
+              "the source runs in 20.00 ms and the most pruned model this allows (max_layer_ratio=0.8) in 8.00 ms")
+    dropped = "int8 at 256 px (19.50 ms, mAP50-95 0.4800) is not at least 5% faster than bf16"
+    r = OptimizeResult(c.status, None, None, None, SOURCE[0], c.closest, None, tmp_path, c.message, (dropped, failed))
+    _print_outcome(r, "inference", 5.0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Budget not met: no variant runs within 5 ms") and out[1] == f"  {failed}"
+    assert len(out) == 3 and out[2] == f"Report: {tmp_path / 'report.md'}"
+
+
 def test_failed_rows_are_never_chosen():
     broken = BenchRow(key="x", run_id="r", model="pruned-3x", model_path="p.pt", model_sha256=None,
                       target="openvino-cpu:int8", backend="openvino", device="cpu", precision="int8", imgsz=256,

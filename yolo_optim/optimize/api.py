@@ -250,6 +250,9 @@ def _print_outcome(r: OptimizeResult, metric: str, budget: float | None) -> None
         print(f"Deploy: {r.path}")
     else:
         print(f"Budget not met: {r.message}")
+        for note in r.notes:  # a pruning stage that could not reach the budget says how far pruning would go
+            if note.startswith("prune: "):
+                print(f"  {note}")
     print(f"Report: {r.save_dir / 'report.md'}")
 
 

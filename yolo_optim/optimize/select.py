@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-try:  # the row dataclass moved below both the benchmark and the report; older trees keep it in report/
-    from ..core.results import MAP_DECIMALS, BenchRow
-except ImportError:  # pragma: no cover
-    from ..report.rows import MAP_DECIMALS, BenchRow
+from ..core.results import MAP_DECIMALS, BenchRow
 
 
 @dataclass(frozen=True)
