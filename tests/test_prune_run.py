@@ -283,6 +283,44 @@ def test_a_speed_up_goal_is_resolved_against_the_source_measured_in_the_same_run
         parse_target("latency:openvino-cpu:0.8x")
 
 
+def test_a_speed_up_goal_times_each_candidate_beside_the_source_exported_once(monkeypatch) -> None:
+    import yolo_optim.core.deploy as deploy
+    from yolo_optim.prune.latency import latency_reader, parse_target
+    from yolo_optim.prune.structured import StepSpec, group_widths, most_pruned, prepare
+
+    exported, timed = [], []
+    export_artifact, time_side_by_side = deploy.export_artifact, deploy.time_side_by_side
+    monkeypatch.setattr(deploy, "export_artifact", lambda model, target, options, folder: (
+        exported.append(Path(folder).name), export_artifact(model, target, options, folder))[1])
+    monkeypatch.setattr(deploy, "time_side_by_side", lambda artifacts, *a, **k: (
+        timed.append(sorted(artifacts)), time_side_by_side(artifacts, *a, **k))[1])
+    source = prepare(_with_classes("yolo11n.yaml", 3))[0]
+    small = most_pruned(source, StepSpec(imgsz=64), group_widths(source))
+    goal, _ = parse_target("latency:openvino-cpu:1.5x")
+    with latency_reader(source, goal, 64) as read:
+        first, second = read(small), read(source)
+    assert exported == ["source", "artifact", "artifact"]  # the source once, then each candidate
+    assert timed == [["candidate", "source"]] * 2  # every candidate in one loop with the source
+    assert read.readings == [first, second] and all(ms > 0 for pair in read.readings for ms in pair)
+    assert read.source_ms == second[0] and read.removed_target() == pytest.approx(1 - 1 / 1.5)
+
+
+def test_a_speed_up_goal_past_the_most_pruned_model_says_how_far_it_goes() -> None:
+    from types import SimpleNamespace
+
+    from yolo_optim.errors import OptimError
+    from yolo_optim.prune.latency import check_goal, parse_target
+    from yolo_optim.prune.structured import group_widths, prepare
+
+    source = prepare(_with_classes("yolo11n.yaml", 3))[0]
+    cfg = SimpleNamespace(latency_imgsz=64, kind="structured", round_to=8, max_layer_ratio=0.5, imgsz=64, data=None)
+    goal, _ = parse_target("latency:openvino-cpu:50x")  # no width pruning makes a model 50 times faster
+    with pytest.raises(OptimError, match=r"latency:openvino-cpu:fp32:50x cannot be met: the most pruned model this allows "
+                                         r"\(max_layer_ratio=0\.5\) runs \d+\.\d\dx the source's speed \(.* ms, timed in "
+                                         r"alternation at 64 px\); ask for at most \d+\.\d\dx or raise max_layer_ratio"):
+        check_goal(cfg, source, group_widths(source), goal)
+
+
 @pytest.mark.slow
 def test_latency_target_is_met_as_measured(tiny_model: Path, demo_data: Path, tmp_path: Path) -> None:
     from ultralytics import YOLO

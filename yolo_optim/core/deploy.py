@@ -105,14 +105,35 @@ def _throughput(runner: Any, x1: np.ndarray, batch: int, plan: TimingPlan,
         return None, describe(e, 200)
 
 
+def export_artifact(model: Any, target: Any, options: ExportOptions, folder: Path) -> Path:
+    """Export `model` (a YOLO object, or a .pt/.yaml path) to `target` into `folder`; returns the artifact."""
+    from ..models import load_yolo
+
+    yolo = load_yolo(str(model)) if isinstance(model, (str, Path)) else model
+    return Path(BACKENDS.get(target.backend)().export(yolo, target, options, Path(folder)))
+
+
 def export_and_time(model: Any, target: Any, options: ExportOptions, plan: TimingPlan = CANDIDATE_PLAN,
                     threads: int = 0) -> ArtifactTiming:
     """Export `model` (a YOLO object, or a .pt/.yaml path) to `target` in a temporary folder and time raw
     batch-1 inference on a seeded random input (what pruning and tuning compare candidates by)."""
-    from ..models import load_yolo
-
-    yolo = load_yolo(str(model)) if isinstance(model, (str, Path)) else model
-    backend = BACKENDS.get(target.backend)()
     with tempfile.TemporaryDirectory(prefix="yolo-optim-latency-") as tmp:
-        artifact = backend.export(yolo, target, options, Path(tmp) / "artifact")
+        artifact = export_artifact(model, target, options, Path(tmp) / "artifact")
         return time_artifact(artifact, target, options.imgsz, plan, threads)
+
+
+def time_side_by_side(artifacts: dict[str, tuple[str | Path, int]], target: Any, plan: TimingPlan,
+                      threads: int = 0) -> dict[str, LatencyStats]:
+    """Batch-1 raw inference of each (artifact, input size), every one loaded first and all timed in alternation
+    (a, b, a, b, ...) on seeded random inputs: figures taken under the same load, so their ratios hold while a
+    shared machine's speed drifts."""
+    from .timing import time_interleaved
+
+    backend = BACKENDS.get(target.backend)()
+    with torch_threads(threads):
+        calls = {}
+        for key, (artifact, imgsz) in artifacts.items():
+            runner = backend.load_runner(artifact, threads=threads)
+            x = np.random.default_rng(0).random((1, 3, *input_hw(runner, imgsz)), dtype=np.float32)
+            calls[key] = lambda runner=runner, x=x: runner(x)
+        return time_interleaved(calls, plan, device_sync(target))

@@ -51,22 +51,13 @@ def retime_task(name: str, runtime: str, timing: Timing, rows: list[BenchRow]) -
 
 def run_retime(t: RetimeTask) -> dict[str, Any]:
     """{"latency": {row key: LatencyStats as a dict}} from one alternating timing loop over every artifact."""
-    import numpy as np
+    from ..core.deploy import time_side_by_side
+    from ..core.timing import TimingPlan
+    from ..export.base import Target
 
-    from ..core.deploy import device_sync, input_hw
-    from ..core.timing import TimingPlan, time_interleaved, torch_threads
-    from ..export.base import Target, get_backend
-
-    target = Target.parse(t.runtime)
-    backend = get_backend(target.backend)
     plan = TimingPlan(warmup=t.timing.warmup, runs=t.timing.runs, seconds=t.timing.seconds)
-    with torch_threads(t.timing.threads):
-        calls = {}
-        for key, artifact, imgsz in t.artifacts:
-            runner = backend.load_runner(artifact, threads=t.timing.threads)
-            x = np.random.default_rng(0).random((1, 3, *input_hw(runner, imgsz)), dtype=np.float32)
-            calls[key] = lambda runner=runner, x=x: runner(x)
-        stats = time_interleaved(calls, plan, device_sync(target))
+    stats = time_side_by_side({key: (artifact, imgsz) for key, artifact, imgsz in t.artifacts},
+                              Target.parse(t.runtime), plan, t.timing.threads)
     return {"latency": {k: s.to_dict() for k, s in stats.items()}}
 
 
