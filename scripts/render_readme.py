@@ -41,6 +41,7 @@ COMMANDS = {
     "bench_finetune_recipe": "python scripts/bench_finetune_recipe.py",
     "bench_prune": "python scripts/bench_prune.py && cp runs/bench_prune/results.json scripts/results/bench_prune.json",
     "bench_prune_floor": "python scripts/bench_prune_floor.py --results scripts/results/bench_prune_floor.json",
+    "bench_latency_goal": "python scripts/bench_latency_goal.py --results scripts/results/bench_latency_goal.json",
     "bench_tune": "python scripts/bench_tune.py",
     "demo_baseline": "python scripts/ship_demo_baseline.py RUN_DIR",
     "bench_optimize_ray": "python scripts/bench_optimize_ray.py",
@@ -133,6 +134,10 @@ def render_bench_prune_floor(results: dict[str, Any]) -> str:
     return f"`{results['command']}` ({results['date']}):\n\n{_script('bench_prune_floor').markdown(results)}"
 
 
+def render_bench_latency_goal(results: dict[str, Any]) -> str:
+    return f"`{results['command']}` ({results['date']}):\n\n{_script('bench_latency_goal').markdown(results)}"
+
+
 def render_bench_tune(results: dict[str, Any]) -> str:
     return f"`python scripts/bench_tune.py`: {_script('bench_tune').table(results)}"
 
@@ -172,6 +177,7 @@ def renderer(name: str, results: dict[str, Any]) -> Callable[[dict[str, Any]], s
              "bench_int8_scope": render_bench_int8_scope,
              "bench_finetune_recipe": render_bench_finetune_recipe,
              "bench_prune": render_bench_prune, "bench_prune_floor": render_bench_prune_floor,
+             "bench_latency_goal": render_bench_latency_goal,
              "bench_tune": render_bench_tune}
     # the longest name the file's name starts with (bench_optimize_ray is not bench_optimize)
     key = max((k for k in table if name.startswith(k)), key=len, default=None)
