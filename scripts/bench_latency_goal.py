@@ -60,20 +60,14 @@ def source_ms(base: Path, target: Any, imgsz: int) -> float:
 
 def time_all(models: dict[str, str], target: Any, imgsz: int, rounds: int = 3) -> dict[str, float]:
     """{label: ms}, every model exported for `target` and all timed in one alternating loop per round."""
-    from yolo_optim.core.deploy import export_artifact, time_side_by_side
+    from yolo_optim.core.deploy import best_side_by_side, export_artifact
     from yolo_optim.core.options import ExportOptions
-    from yolo_optim.core.timing import TIMING_LOCK, TimingPlan
-    from yolo_optim.paths import file_lock
+    from yolo_optim.core.timing import TimingPlan
 
-    best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-latency-goal-") as tmp:
         options = ExportOptions(imgsz=imgsz)
         artifacts = {k: (export_artifact(w, target, options, Path(tmp) / k), imgsz) for k, w in models.items()}
-        with file_lock(TIMING_LOCK):
-            for _ in range(rounds):
-                for k, stats in time_side_by_side(artifacts, target, TimingPlan(warmup=10, runs=60,
-                                                                                 seconds=4)).items():
-                    best[k] = min(best.get(k, float("inf")), stats.median_ms)
+        best = best_side_by_side(artifacts, target, TimingPlan(warmup=10, runs=60, seconds=4), rounds)
     return {k: round(v, 3) for k, v in best.items()}
 
 

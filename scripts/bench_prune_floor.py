@@ -69,28 +69,17 @@ def prune_row(base: Path, data: Path, removed: float, out: Path, epochs: int = 0
 
 def time_size(models: dict[str, tuple[str, str]], imgsz: int, rounds: int = 3) -> dict[str, float]:
     """{label: ms} for every (weights, precision) at `imgsz`, timed in alternation; min over rounds of the medians."""
-    import numpy as np
-
-    from yolo_optim.core.timing import TIMING_LOCK, TimingPlan, time_interleaved
+    from yolo_optim.core.deploy import best_side_by_side
+    from yolo_optim.core.timing import TimingPlan
     from yolo_optim.export import export
-    from yolo_optim.export.base import get_backend
-    from yolo_optim.paths import file_lock
+    from yolo_optim.export.base import Target
 
-    backend = get_backend("openvino")
-    plan = TimingPlan(warmup=10, runs=60, seconds=4)
-    best: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
-        runners = {}
-        for label, (weights, precision) in models.items():
-            r = export(weights, target="openvino-cpu", precision=precision, imgsz=imgsz, project=tmp,
-                       name=f"{label}-{imgsz}", exist_ok=True)
-            runners[label] = backend.load_runner(r.path)
-        x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-        fns = {label: (lambda run=run: run(x)) for label, run in runners.items()}
-        with file_lock(TIMING_LOCK):
-            for _ in range(rounds):
-                for label, stats in time_interleaved(fns, plan).items():
-                    best[label] = min(best.get(label, float("inf")), stats.median_ms)
+        artifacts = {label: (export(weights, target="openvino-cpu", precision=precision, imgsz=imgsz, project=tmp,
+                                    name=f"{label}-{imgsz}", exist_ok=True).path, imgsz)
+                     for label, (weights, precision) in models.items()}
+        best = best_side_by_side(artifacts, Target.parse("openvino-cpu"), TimingPlan(warmup=10, runs=60, seconds=4),
+                                 rounds)
     return {k: round(v, 3) for k, v in best.items()}
 
 

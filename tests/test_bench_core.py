@@ -261,3 +261,30 @@ def test_export_and_time_is_one_path(tiny_model):
     with pytest.raises(OptimError, match="multiple of 32"):
         ExportOptions(imgsz=50)
     assert np.isfinite(timing.inference.p99_ms)
+
+
+def test_best_side_by_side_keeps_each_artifacts_lowest_median_over_rounds(monkeypatch):
+    """A round another process disturbed (every figure high) does not decide a figure; the lock is held throughout."""
+    import yolo_optim.core.deploy as deploy
+    from yolo_optim.core.results import LatencyStats
+    from yolo_optim.core.timing import TIMING_LOCK, TimingPlan
+
+    rounds = iter([{"a": 5.0, "b": 9.0}, {"a": 7.0, "b": 4.0}, {"a": 6.0, "b": 8.0}])
+    held = []
+
+    def fake(artifacts, target, plan):
+        import fcntl
+
+        with open(TIMING_LOCK, "a+") as f:  # another open file: its lock attempt fails while the lock is held
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held.append(False)
+                fcntl.flock(f, fcntl.LOCK_UN)
+            except BlockingIOError:
+                held.append(True)
+        assert set(artifacts) == {"a", "b"}
+        return {k: LatencyStats.from_samples([ms]) for k, ms in next(rounds).items()}
+
+    monkeypatch.setattr(deploy, "time_side_by_side", fake)
+    best = deploy.best_side_by_side({"a": ("a.xml", 64), "b": ("b.xml", 64)}, None, TimingPlan(), rounds=3)
+    assert best == {"a": 5.0, "b": 4.0} and held == [True] * 3
